@@ -1,0 +1,31 @@
+/*-------------------------------------------------------------------------
+ *
+ * evstore.c
+ *	  Module entry point.  Each concern lives in its own file:
+ *
+ *	  catalog.c   cached OIDs of evstore's relations
+ *	  fence.c     shared-memory fence that keeps read_all from skipping
+ *	  streams.c   per-stream locks and state
+ *	  write.c     executor harness for inserts and updates without SPI
+ *	  append.c    append_event / append_events
+ *	  read.c      read_stream / stream_version / read_all
+ *	  guard.c     append-only triggers
+ *	  util.c      category, hashing, UUIDv7
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "evstore.h"
+
+#include "fmgr.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	evstore_catalog_init();
+	evstore_fence_init();
+	evstore_append_init();
+}

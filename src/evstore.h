@@ -1,0 +1,143 @@
+/*-------------------------------------------------------------------------
+ *
+ * evstore.h
+ *	  Shared declarations for the evstore extension.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EVSTORE_H
+#define EVSTORE_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "access/skey.h"
+#include "nodes/execnodes.h"
+#include "utils/relcache.h"
+#include "utils/snapshot.h"
+
+/* SQLSTATEs of our own (class ES) */
+#define ERRCODE_EVSTORE_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','S','0','0','1')
+#define ERRCODE_EVSTORE_STREAM_DELETED			MAKE_SQLSTATE('E','S','0','0','2')
+#define ERRCODE_EVSTORE_DUPLICATE_EVENT_ID		MAKE_SQLSTATE('E','S','0','0','3')
+
+/* expected_version special values (EventStoreDB numbering) */
+#define EVSTORE_EXPECT_ANY			(-2)
+#define EVSTORE_EXPECT_NO_STREAM	(-1)
+#define EVSTORE_EXPECT_EXISTS		(-4)
+
+/* Number of consumer-group buckets a stream id hashes into. */
+#define EVSTORE_BUCKETS				256
+
+/* Size limits for identifiers, in bytes. */
+#define EVSTORE_MAX_ID_BYTES		1024
+
+/* Attribute numbers of evstore.events (1-based, as in the catalog). */
+enum
+{
+	Anum_events_global_position = 1,
+	Anum_events_stream_id,
+	Anum_events_stream_version,
+	Anum_events_event_id,
+	Anum_events_event_type,
+	Anum_events_data,
+	Anum_events_metadata,
+	Anum_events_recorded_at,
+	Anum_events_category,
+	Anum_events_stream_bucket,
+	Natts_events = Anum_events_stream_bucket
+};
+
+/* Attribute numbers of evstore.streams. */
+enum
+{
+	Anum_streams_stream_id = 1,
+	Anum_streams_category,
+	Anum_streams_version,
+	Anum_streams_first_version,
+	Anum_streams_created_at,
+	Anum_streams_updated_at,
+	Anum_streams_deleted_at,
+	Anum_streams_tombstoned,
+	Natts_streams = Anum_streams_tombstoned
+};
+
+/* OIDs of the extension's objects, cached per backend (catalog.c). */
+typedef struct EvstoreCatalog
+{
+	bool		valid;
+	Oid			namespace_oid;
+	Oid			events_rel;
+	Oid			events_pkey;		/* (global_position) */
+	Oid			events_stream_idx;	/* (stream_id, stream_version) */
+	Oid			events_id_idx;		/* (event_id) */
+	Oid			events_category_idx;	/* (category, global_position) */
+	Oid			events_bucket_idx;	/* (stream_bucket, global_position) */
+	Oid			streams_rel;
+	Oid			streams_pkey;		/* (stream_id) */
+	Oid			position_seq;
+	Oid			events_type;		/* composite type of evstore.events */
+} EvstoreCatalog;
+
+/* catalog.c */
+extern const EvstoreCatalog *evstore_catalog(void);
+extern void evstore_catalog_init(void);
+
+/* append.c */
+extern void evstore_append_init(void);
+
+/* fence.c */
+extern bool evstore_shmem_ready(void);
+extern void evstore_fence_init(void);
+extern void evstore_fence_publish(void);
+extern int64 evstore_fence_horizon(void);
+extern int64 evstore_sequence_last_value(Oid seqoid);
+extern void evstore_require_preload(void);
+
+/* streams.c */
+typedef struct EvstoreStreamState
+{
+	bool		exists;			/* a row is in evstore.streams */
+	int64		version;		/* last version, -1 when no events */
+	int64		first_version;	/* first readable version */
+	bool		deleted;		/* soft-deleted (no readable events) */
+	bool		tombstoned;
+	ItemPointerData tid;		/* of the streams row when exists */
+} EvstoreStreamState;
+
+extern void evstore_lock_stream(const char *stream_id, int len);
+extern void evstore_stream_state(Relation streams, const char *stream_id,
+								 EvstoreStreamState *state);
+extern void evstore_stream_state_snapshot(Relation streams, const char *stream_id,
+										  Snapshot snapshot, EvstoreStreamState *st);
+extern int64 evstore_stream_current_version(const EvstoreStreamState *st);
+
+/* util.c */
+extern uint32 evstore_stream_hash(const char *str, int len);
+extern int	evstore_category_len(const char *stream_id, int len);
+extern void evstore_uuid_v7(unsigned char *out);
+extern char *evstore_text_arg(FunctionCallInfo fcinfo, int argno,
+							  const char *what, int *len);
+
+/* write.c: a tiny executor harness for inserting and updating rows */
+typedef struct EvstoreWriter
+{
+	EState	   *estate;
+	ResultRelInfo *rri;
+	Relation	rel;
+	TupleTableSlot *slot;
+} EvstoreWriter;
+
+extern void evstore_writer_open(EvstoreWriter *w, Relation rel);
+extern List *evstore_writer_insert(EvstoreWriter *w, Datum *values,
+								   bool *nulls, Oid arbiter_index);
+extern void evstore_writer_update(EvstoreWriter *w, ItemPointer otid,
+								  Datum *values, bool *nulls);
+extern void evstore_writer_close(EvstoreWriter *w);
+
+/* streams.c: index lookups */
+extern bool evstore_index_lookup(Relation heap, Oid indexoid,
+								 ScanKey keys, int nkeys,
+								 Snapshot snapshot, TupleTableSlot *slot);
+
+#endif							/* EVSTORE_H */

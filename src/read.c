@@ -1,0 +1,445 @@
+/*-------------------------------------------------------------------------
+ *
+ * read.c
+ *	  evstore.read_stream, evstore.stream_version and evstore.read_all.
+ *
+ * read_stream and stream_version read with the statement's snapshot, like
+ * any SELECT.  read_all first computes the fence horizon (fence.c), then
+ * takes a fresh snapshot and returns only events at or below the horizon,
+ * so a poller never skips an event that commits late.  Filters on
+ * categories and consumer groups are served by merging ordered index scans
+ * on (category, global_position) or (stream_bucket, global_position).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "evstore.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/binaryheap.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+PG_FUNCTION_INFO_V1(evstore_read_stream);
+
+/* evstore.read_stream(stream_id text, from_version bigint, max_count bigint, backwards boolean) -> SETOF evstore.events */
+Datum
+evstore_read_stream(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			sidlen;
+	char	   *stream_id = evstore_text_arg(fcinfo, 0, "stream_id", &sidlen);
+	bool		has_from = !PG_ARGISNULL(1);
+	int64		from = has_from ? PG_GETARG_INT64(1) : 0;
+	bool		has_max = !PG_ARGISNULL(2);
+	int64		max_count = has_max ? PG_GETARG_INT64(2) : 0;
+	bool		backwards = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+	const EvstoreCatalog *cat;
+	Relation	streams_rel;
+	Relation	events_rel;
+	Relation	index;
+	EvstoreStreamState st;
+	Snapshot	snapshot;
+	ScanKeyData keys[2];
+	int			nkeys = 1;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64		count = 0;
+	int64		lower;
+
+	if (has_from && from < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_version must be >= 0 or NULL, not %lld", (long long) from)));
+	if (has_max && max_count < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must be >= 0 or NULL, not %lld", (long long) max_count)));
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (has_max && max_count == 0)
+		return (Datum) 0;
+
+	cat = evstore_catalog();
+	snapshot = GetActiveSnapshot();
+	streams_rel = table_open(cat->streams_rel, AccessShareLock);
+	evstore_stream_state_snapshot(streams_rel, stream_id, snapshot, &st);
+	table_close(streams_rel, AccessShareLock);
+	if (!st.exists || st.deleted)
+		return (Datum) 0;
+	lower = st.first_version;
+
+	events_rel = table_open(cat->events_rel, AccessShareLock);
+	index = index_open(cat->events_stream_idx, AccessShareLock);
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ,
+				PointerGetDatum(cstring_to_text_with_len(stream_id, sidlen)));
+	keys[0].sk_collation = index->rd_indcollation[0];
+	if (!backwards)
+	{
+		if (has_from && from > lower)
+			lower = from;
+		if (lower > 0)
+			ScanKeyInit(&keys[nkeys++], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+						Int64GetDatum(lower));
+	}
+	else if (has_from)
+		ScanKeyInit(&keys[nkeys++], 2, BTLessEqualStrategyNumber, F_INT8LE,
+					Int64GetDatum(from));
+
+	slot = table_slot_create(events_rel, NULL);
+	scan = index_beginscan(events_rel, index, snapshot, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while (index_getnext_slot(scan, backwards ? BackwardScanDirection : ForwardScanDirection, slot))
+	{
+		if (backwards)
+		{
+			bool		isnull;
+			int64		v = DatumGetInt64(slot_getattr(slot, Anum_events_stream_version, &isnull));
+
+			if (v < lower)
+				break;
+		}
+		tuplestore_puttupleslot(rsinfo->setResult, slot);
+		if (has_max && ++count >= max_count)
+			break;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(events_rel, AccessShareLock);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(evstore_stream_version);
+
+/* evstore.stream_version(stream_id text) -> bigint */
+Datum
+evstore_stream_version(PG_FUNCTION_ARGS)
+{
+	int			sidlen;
+	char	   *stream_id = evstore_text_arg(fcinfo, 0, "stream_id", &sidlen);
+	Relation	streams_rel;
+	EvstoreStreamState st;
+
+	streams_rel = table_open(evstore_catalog()->streams_rel, AccessShareLock);
+	evstore_stream_state_snapshot(streams_rel, stream_id, GetActiveSnapshot(), &st);
+	table_close(streams_rel, AccessShareLock);
+	PG_RETURN_INT64(evstore_stream_current_version(&st));
+}
+
+/*
+ * One ordered index scan taking part in a merge.
+ */
+typedef struct MergeScan
+{
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64		position;		/* of the tuple in slot */
+} MergeScan;
+
+static int
+merge_cmp(Datum a, Datum b, void *arg)
+{
+	MergeScan  *sa = (MergeScan *) DatumGetPointer(a);
+	MergeScan  *sb = (MergeScan *) DatumGetPointer(b);
+
+	/* binaryheap is a max-heap: invert for smallest position first */
+	if (sa->position < sb->position)
+		return 1;
+	if (sa->position > sb->position)
+		return -1;
+	return 0;
+}
+
+static bool
+merge_advance(MergeScan *ms)
+{
+	bool		isnull;
+
+	if (!index_getnext_slot(ms->scan, ForwardScanDirection, ms->slot))
+		return false;
+	ms->position = DatumGetInt64(slot_getattr(ms->slot, Anum_events_global_position, &isnull));
+	return true;
+}
+
+typedef struct ReadAllArgs
+{
+	int64		after;
+	int64		horizon;
+	int			max_count;
+	/* filters; NULL/0 when absent */
+	Datum	   *categories;
+	int			ncategories;
+	char	  **event_types;
+	int		   *event_type_lens;
+	int			nevent_types;
+	int			group_member;
+	int			group_size;
+} ReadAllArgs;
+
+static bool
+passes_filters(const ReadAllArgs *a, TupleTableSlot *slot, bool check_group)
+{
+	bool		isnull;
+
+	if (a->nevent_types > 0)
+	{
+		text	   *t = DatumGetTextPP(slot_getattr(slot, Anum_events_event_type, &isnull));
+		int			len = VARSIZE_ANY_EXHDR(t);
+		bool		match = false;
+
+		for (int i = 0; i < a->nevent_types && !match; i++)
+			match = (a->event_type_lens[i] == len &&
+					 memcmp(a->event_types[i], VARDATA_ANY(t), len) == 0);
+		if (!match)
+			return false;
+	}
+	if (check_group && a->group_size > 0)
+	{
+		int16		bucket = DatumGetInt16(slot_getattr(slot, Anum_events_stream_bucket, &isnull));
+
+		if (bucket % a->group_size != a->group_member)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Open one scan of "index" for rows with first column = key (when
+ * has_key), and after < global_position <= horizon.
+ */
+static MergeScan *
+open_scan(Relation heap, Relation index, Snapshot snapshot, const ReadAllArgs *a,
+		  bool has_key, Datum key, RegProcedure eqproc, int poscol)
+{
+	MergeScan  *ms = palloc(sizeof(MergeScan));
+	ScanKeyData keys[3];
+	int			nkeys = 0;
+
+	if (has_key)
+	{
+		ScanKeyInit(&keys[nkeys], 1, BTEqualStrategyNumber, eqproc, key);
+		keys[nkeys].sk_collation = index->rd_indcollation[0];
+		nkeys++;
+	}
+	ScanKeyInit(&keys[nkeys++], poscol, BTGreaterStrategyNumber, F_INT8GT,
+				Int64GetDatum(a->after));
+	ScanKeyInit(&keys[nkeys++], poscol, BTLessEqualStrategyNumber, F_INT8LE,
+				Int64GetDatum(a->horizon));
+	ms->slot = table_slot_create(heap, NULL);
+	ms->scan = index_beginscan(heap, index, snapshot, nkeys, 0);
+	index_rescan(ms->scan, keys, nkeys, NULL, 0);
+	return ms;
+}
+
+static void
+read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
+{
+	const EvstoreCatalog *cat = evstore_catalog();
+	Relation	heap;
+	Relation	index;
+	Snapshot	snapshot;
+	List	   *scans = NIL;
+	binaryheap *bh;
+	int			emitted = 0;
+	bool		check_group;
+	ListCell   *lc;
+
+	/* a snapshot taken after the horizon: it sees every event below it */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	heap = table_open(cat->events_rel, AccessShareLock);
+
+	if (a->ncategories > 0)
+	{
+		index = index_open(cat->events_category_idx, AccessShareLock);
+		for (int i = 0; i < a->ncategories; i++)
+			scans = lappend(scans, open_scan(heap, index, snapshot, a, true,
+											 a->categories[i], F_TEXTEQ, 2));
+		check_group = true;
+	}
+	else if (a->group_size > 0)
+	{
+		index = index_open(cat->events_bucket_idx, AccessShareLock);
+		for (int b = a->group_member; b < EVSTORE_BUCKETS; b += a->group_size)
+			scans = lappend(scans, open_scan(heap, index, snapshot, a, true,
+											 Int16GetDatum((int16) b), F_INT2EQ, 2));
+		check_group = false;
+	}
+	else
+	{
+		index = index_open(cat->events_pkey, AccessShareLock);
+		scans = lappend(scans, open_scan(heap, index, snapshot, a, false, 0, InvalidOid, 1));
+		check_group = false;
+	}
+
+	bh = binaryheap_allocate(list_length(scans), merge_cmp, NULL);
+	foreach(lc, scans)
+	{
+		MergeScan  *ms = (MergeScan *) lfirst(lc);
+
+		if (merge_advance(ms))
+			binaryheap_add_unordered(bh, PointerGetDatum(ms));
+	}
+	binaryheap_build(bh);
+
+	while (!binaryheap_empty(bh) && emitted < a->max_count)
+	{
+		MergeScan  *ms = (MergeScan *) DatumGetPointer(binaryheap_first(bh));
+
+		CHECK_FOR_INTERRUPTS();
+		if (passes_filters(a, ms->slot, check_group))
+		{
+			tuplestore_puttupleslot(rsinfo->setResult, ms->slot);
+			emitted++;
+		}
+		if (merge_advance(ms))
+			binaryheap_replace_first(bh, PointerGetDatum(ms));
+		else
+			(void) binaryheap_remove_first(bh);
+	}
+
+	foreach(lc, scans)
+	{
+		MergeScan  *ms = (MergeScan *) lfirst(lc);
+
+		index_endscan(ms->scan);
+		ExecDropSingleTupleTableSlot(ms->slot);
+	}
+	binaryheap_free(bh);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+}
+
+static int
+text_datum_cmp(const void *a, const void *b)
+{
+	text	   *ta = DatumGetTextPP(*(const Datum *) a);
+	text	   *tb = DatumGetTextPP(*(const Datum *) b);
+	int			la = VARSIZE_ANY_EXHDR(ta);
+	int			lb = VARSIZE_ANY_EXHDR(tb);
+	int			c = memcmp(VARDATA_ANY(ta), VARDATA_ANY(tb), Min(la, lb));
+
+	return c != 0 ? c : (la > lb) - (la < lb);
+}
+
+/* Deconstruct a text[] filter; NULL elements are an error; sorted, unique. */
+static Datum *
+text_array_arg(ArrayType *arr, const char *what, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			count,
+				out = 0;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what)));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &count);
+	for (int i = 0; i < count; i++)
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain nulls", what)));
+	qsort(elems, count, sizeof(Datum), text_datum_cmp);
+	for (int i = 0; i < count; i++)
+		if (out == 0 || text_datum_cmp(&elems[out - 1], &elems[i]) != 0)
+			elems[out++] = elems[i];
+	*n = out;
+	return elems;
+}
+
+PG_FUNCTION_INFO_V1(evstore_read_all);
+
+/* evstore.read_all(after_position bigint, max_count integer, categories text[], event_types text[], group_member integer, group_size integer) -> SETOF evstore.events */
+Datum
+evstore_read_all(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ReadAllArgs a;
+
+	memset(&a, 0, sizeof(a));
+	a.after = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+	a.max_count = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT32(1);
+	if (a.after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_position must be >= 0, not %lld", (long long) a.after)));
+	if (a.max_count <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must be > 0, not %d", a.max_count)));
+	if (PG_ARGISNULL(4) != PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("group_member and group_size must be given together")));
+	if (!PG_ARGISNULL(5))
+	{
+		a.group_member = PG_GETARG_INT32(4);
+		a.group_size = PG_GETARG_INT32(5);
+		if (a.group_size < 1 || a.group_size > EVSTORE_BUCKETS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("group_size must be between 1 and %d, not %d",
+							EVSTORE_BUCKETS, a.group_size)));
+		if (a.group_member < 0 || a.group_member >= a.group_size)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("group_member must be between 0 and %d, not %d",
+							a.group_size - 1, a.group_member)));
+		if (a.group_size == 1)
+			a.group_size = 0;	/* one member gets everything */
+	}
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	if (!PG_ARGISNULL(2))
+	{
+		a.categories = text_array_arg(PG_GETARG_ARRAYTYPE_P(2), "categories", &a.ncategories);
+		if (a.ncategories == 0)
+			return (Datum) 0;	/* an empty list matches nothing */
+	}
+	if (!PG_ARGISNULL(3))
+	{
+		Datum	   *types = text_array_arg(PG_GETARG_ARRAYTYPE_P(3), "event_types",
+										   &a.nevent_types);
+
+		if (a.nevent_types == 0)
+			return (Datum) 0;
+		a.event_types = palloc(a.nevent_types * sizeof(char *));
+		a.event_type_lens = palloc(a.nevent_types * sizeof(int));
+		for (int i = 0; i < a.nevent_types; i++)
+		{
+			text	   *t = DatumGetTextPP(types[i]);
+
+			a.event_types[i] = VARDATA_ANY(t);
+			a.event_type_lens[i] = VARSIZE_ANY_EXHDR(t);
+		}
+	}
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("evstore.read_all() is not available on a standby"),
+				 errdetail("The fence that keeps subscriptions from skipping late commits lives on the primary."),
+				 errhint("Run subscriptions against the primary, or tail the log with the evstore output plugin.")));
+
+	a.horizon = evstore_fence_horizon();
+	if (a.horizon <= a.after)
+		return (Datum) 0;
+	read_all_scan(rsinfo, &a);
+	return (Datum) 0;
+}
