@@ -14,11 +14,11 @@ DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard updates/$(EXTENSION)--*--*.sql)
 EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
 
-TEMP_CONF = $(CURDIR)/test/evstore.conf
+EVSTORE_CONF = $(CURDIR)/test/evstore.conf
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_regress --temp-config=$(TEMP_CONF) --load-extension=evstore
+REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_regress --temp-config=$(EVSTORE_CONF) --load-extension=evstore
 ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
-ISOLATION_OPTS = --temp-instance=$(CURDIR)/tmp_isolation --temp-config=$(TEMP_CONF) --load-extension=evstore
+ISOLATION_OPTS = --temp-instance=$(CURDIR)/tmp_isolation --temp-config=$(EVSTORE_CONF) --load-extension=evstore
 TAP_TESTS = 1
 
 PG_CONFIG ?= pg_config
@@ -29,3 +29,13 @@ $(EXTENSION)--$(EXTVERSION).sql: src/evstore.sql evstore.control
 	cp $< $@
 
 .PHONY: test-regress test-isolation test-tap
+
+# Suites one by one (scripts/test.sh runs all three and counts results).
+test-regress:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+
+test-isolation:
+	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)
+
+test-tap:
+	$(prove_installcheck)
