@@ -11,7 +11,7 @@ PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 # The install script is generated from the single source src/evstore.sql;
 # upgrade scripts live in updates/ and are installed as they are.
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard updates/$(EXTENSION)--*--*.sql)
+DATA = $(wildcard updates/$(EXTENSION)--*--*.sql) $(wildcard history/$(EXTENSION)--*.sql)
 EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
 
 EVSTORE_CONF = $(CURDIR)/test/evstore.conf

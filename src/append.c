@@ -37,21 +37,6 @@
 static int	max_batch_events = 5000;
 static int	max_event_bytes = 1024 * 1024;
 
-typedef struct NewEvent
-{
-	text	   *type;
-	Jsonb	   *data;
-	Jsonb	   *metadata;		/* NULL when absent */
-	pg_uuid_t	id;
-	bool		has_id;
-} NewEvent;
-
-typedef struct AppendResult
-{
-	int64		stream_version;
-	int64		global_position;
-} AppendResult;
-
 /* error context: which event of a batch is being looked at */
 typedef struct BatchContext
 {
@@ -125,7 +110,7 @@ expected_name(int64 expected, char *buf)
 }
 
 static void
-check_event_size(const NewEvent *ev)
+check_event_size(const EvstoreNewEvent *ev)
 {
 	Size		sz = VARSIZE(ev->data) + (ev->metadata ? VARSIZE(ev->metadata) : 0);
 
@@ -173,7 +158,7 @@ uuid_cmp_qsort(const void *a, const void *b)
 
 /* Two events of one batch must not carry the same id. */
 static void
-check_batch_ids(const NewEvent *events, int n)
+check_batch_ids(const EvstoreNewEvent *events, int n)
 {
 	pg_uuid_t  *ids;
 	int			nids = 0;
@@ -225,9 +210,9 @@ find_event_by_id(Relation events, const pg_uuid_t *id, Snapshot snapshot,
  * ids clash (ES003).
  */
 static void
-check_retry(Relation events, const char *stream_id, const NewEvent *evs, int n,
+check_retry(Relation events, const char *stream_id, const EvstoreNewEvent *evs, int n,
 			const char *first_stream, int64 first_version, int64 first_position,
-			AppendResult *result)
+			EvstoreAppendResult *result)
 {
 	int64		last_version = first_version;
 	int64		last_position = first_position;
@@ -283,11 +268,13 @@ raise_id_conflict(Relation events, const pg_uuid_t *id)
 }
 
 /*
- * The append itself.  stream_id has been validated.
+ * The append itself, for C callers too.  stream_id has been validated
+ * (non-empty, at most EVSTORE_MAX_ID_BYTES); events have been validated
+ * (type non-empty, metadata an object or NULL, size within limits).
  */
-static void
-do_append(const char *stream_id, int sidlen, NewEvent *evs, int n,
-		  bool has_expected, int64 expected, AppendResult *result)
+void
+evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, int n,
+		  bool has_expected, int64 expected, EvstoreAppendResult *result)
 {
 	const EvstoreCatalog *cat;
 	Relation	events_rel;
@@ -456,7 +443,7 @@ do_append(const char *stream_id, int sidlen, NewEvent *evs, int n,
 }
 
 static Datum
-make_result(FunctionCallInfo fcinfo, const AppendResult *r)
+make_result(FunctionCallInfo fcinfo, const EvstoreAppendResult *r)
 {
 	TupleDesc	tupdesc;
 	Datum		values[2];
@@ -478,8 +465,8 @@ evstore_append_event(PG_FUNCTION_ARGS)
 {
 	int			sidlen;
 	char	   *stream_id = evstore_text_arg(fcinfo, 0, "stream_id", &sidlen);
-	NewEvent	ev;
-	AppendResult result;
+	EvstoreNewEvent	ev;
+	EvstoreAppendResult result;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -501,7 +488,7 @@ evstore_append_event(PG_FUNCTION_ARGS)
 		ev.id = *PG_GETARG_UUID_P(5);
 	check_event_size(&ev);
 
-	do_append(stream_id, sidlen, &ev, 1,
+	evstore_append_batch(stream_id, sidlen, &ev, 1,
 			  !PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4), &result);
 	PG_RETURN_DATUM(make_result(fcinfo, &result));
 }
@@ -567,7 +554,7 @@ reject_unknown_keys(JsonbContainer *obj)
 }
 
 static void
-parse_event(JsonbValue *elem, NewEvent *ev)
+parse_event(JsonbValue *elem, EvstoreNewEvent *ev)
 {
 	JsonbContainer *obj;
 	JsonbValue *v;
@@ -651,8 +638,8 @@ evstore_append_events(PG_FUNCTION_ARGS)
 	char	   *stream_id = evstore_text_arg(fcinfo, 0, "stream_id", &sidlen);
 	Jsonb	   *batch;
 	int			n;
-	NewEvent   *evs;
-	AppendResult result;
+	EvstoreNewEvent   *evs;
+	EvstoreAppendResult result;
 	BatchContext bc;
 	ErrorContextCallback errcb;
 
@@ -686,7 +673,7 @@ evstore_append_events(PG_FUNCTION_ARGS)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	evs = palloc(n * sizeof(NewEvent));
+	evs = palloc(n * sizeof(EvstoreNewEvent));
 	for (int i = 0; i < n; i++)
 	{
 		JsonbValue *elem = getIthJsonbValueFromContainer(&batch->root, i);
@@ -696,7 +683,7 @@ evstore_append_events(PG_FUNCTION_ARGS)
 	}
 	error_context_stack = errcb.previous;
 
-	do_append(stream_id, sidlen, evs, n,
+	evstore_append_batch(stream_id, sidlen, evs, n,
 			  !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2), &result);
 	PG_RETURN_DATUM(make_result(fcinfo, &result));
 }

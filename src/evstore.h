@@ -13,6 +13,8 @@
 #include "access/htup.h"
 #include "access/skey.h"
 #include "nodes/execnodes.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
@@ -84,7 +86,26 @@ extern const EvstoreCatalog *evstore_catalog(void);
 extern void evstore_catalog_init(void);
 
 /* append.c */
+typedef struct EvstoreNewEvent
+{
+	text	   *type;
+	Jsonb	   *data;
+	Jsonb	   *metadata;		/* NULL when absent */
+	pg_uuid_t	id;
+	bool		has_id;
+} EvstoreNewEvent;
+
+typedef struct EvstoreAppendResult
+{
+	int64		stream_version;
+	int64		global_position;
+} EvstoreAppendResult;
+
 extern void evstore_append_init(void);
+extern void evstore_append_batch(const char *stream_id, int sidlen,
+								 EvstoreNewEvent *evs, int n,
+								 bool has_expected, int64 expected,
+								 EvstoreAppendResult *result);
 
 /* fence.c */
 extern bool evstore_shmem_ready(void);

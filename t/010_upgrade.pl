@@ -1,0 +1,44 @@
+# ALTER EXTENSION evstore UPDATE from every released version: an upgraded
+# database keeps its events, keeps working, and ends up with exactly the
+# schema of a fresh install.
+use strict;
+use warnings;
+use lib 't';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use EvstoreTest;
+
+my $node = evstore_node('upgrade', no_extension => 1);
+my ($default) = slurp_file('evstore.control') =~ /default_version = '([^']+)'/;
+my @released = map { m{history/evstore--(.+)\.sql$} ? $1 : () } glob('history/evstore--*.sql');
+ok(@released > 0, 'there is at least one released version to upgrade from');
+
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('fresh', 'CREATE EXTENSION evstore');
+my $fresh = catalog_description($node, 'fresh');
+like($fresh, qr/evstore\.events/, 'fresh install describes its objects');
+
+foreach my $old (@released)
+{
+	my $db = "from_" . ($old =~ s/\W/_/gr);
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, "CREATE EXTENSION evstore VERSION '$old'");
+	$node->safe_psql($db, q{
+		SELECT evstore.append_event('order-1', 'OrderPlaced', '{"n": 1}');
+		SELECT evstore.append_event('order-1', 'OrderPaid', '{"n": 2}', NULL, 0);
+		SELECT evstore.append_events('order-2', '[{"type": "OrderPlaced", "data": {}}]');
+	});
+	$node->safe_psql($db, 'ALTER EXTENSION evstore UPDATE');
+	is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'evstore'"),
+		$default, "$old updates to $default");
+	is($node->safe_psql($db, "SELECT string_agg(event_type, ',' ORDER BY stream_version) FROM evstore.read_stream('order-1')"),
+		'OrderPlaced,OrderPaid', "$old: events survive the update");
+	is($node->safe_psql($db, "SELECT stream_version || '/' || global_position FROM evstore.append_event('order-1', 'OrderShipped', '{}', NULL, 1)"),
+		'2/4', "$old: appends continue at the right version and position");
+	is(catalog_description($node, $db), $fresh,
+		"$old: updated schema equals a fresh $default install");
+}
+
+$node->stop;
+done_testing();
