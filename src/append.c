@@ -33,6 +33,9 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+/* Called for every appended event, in order, inside the append. */
+evstore_event_hook_type evstore_event_hook = NULL;
+
 /* GUCs */
 static int	max_batch_events = 5000;
 static int	max_event_bytes = 1024 * 1024;
@@ -392,6 +395,8 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 		conflicts = evstore_writer_insert(&w, values, nulls, cat->events_id_idx);
 		if (conflicts != NIL)
 			raise_id_conflict(events_rel, id);
+		if (evstore_event_hook)
+			evstore_event_hook(events_rel, w.slot);
 
 		result->stream_version = version;
 		result->global_position = DatumGetInt64(values[Anum_events_global_position - 1]);

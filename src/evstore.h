@@ -101,6 +101,14 @@ typedef struct EvstoreAppendResult
 	int64		global_position;
 } EvstoreAppendResult;
 
+/*
+ * Hook run for each event right after it is inserted, inside the appending
+ * transaction, in append order (projections use it).  The slot holds the
+ * stored row of evstore.events.  Not run for rows restored by COPY.
+ */
+typedef void (*evstore_event_hook_type) (Relation events_rel, TupleTableSlot *slot);
+extern PGDLLIMPORT evstore_event_hook_type evstore_event_hook;
+
 extern void evstore_append_init(void);
 extern void evstore_append_batch(const char *stream_id, int sidlen,
 								 EvstoreNewEvent *evs, int n,
