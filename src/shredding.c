@@ -1470,6 +1470,68 @@ protect_container(ProtectCtx *ctx, JsonbContainer *jc, List *set,
 	}
 }
 
+/* Parsed paths, kept across calls of one query while the array is the same */
+typedef struct PathCache
+{
+	MemoryContext cxt;
+	int			nbytes;
+	char	   *bytes;			/* the array as it was */
+	int			nelems;
+	PathNode   *root;
+} PathCache;
+
+static PathNode *
+parse_paths(FunctionCallInfo fcinfo, ArrayType *paths, int *nelems)
+{
+	PathCache  *pc = (PathCache *) fcinfo->flinfo->fn_extra;
+	int			nbytes = VARSIZE(paths);
+	MemoryContext old;
+	Datum	   *elems;
+	bool	   *elnulls;
+	int			n;
+	PathNode   *root;
+
+	if (pc != NULL && pc->nbytes == nbytes && memcmp(pc->bytes, paths, nbytes) == 0)
+	{
+		*nelems = pc->nelems;
+		return pc->root;
+	}
+	if (ARR_NDIM(paths) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("paths must be a one-dimensional array")));
+	if (pc == NULL)
+	{
+		pc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(PathCache));
+		pc->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt,
+										"evstore protect paths",
+										ALLOCSET_SMALL_SIZES);
+		fcinfo->flinfo->fn_extra = pc;
+	}
+	MemoryContextReset(pc->cxt);
+	pc->nbytes = 0;
+	old = MemoryContextSwitchTo(pc->cxt);
+	deconstruct_array(paths, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &elnulls, &n);
+	root = palloc0(sizeof(PathNode));
+	for (int i = 0; i < n; i++)
+	{
+		if (elnulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("paths must not contain nulls")));
+		add_path(root, TextDatumGetCString(elems[i]));
+	}
+	pc->bytes = palloc(nbytes);
+	memcpy(pc->bytes, paths, nbytes);
+	MemoryContextSwitchTo(old);
+	pc->nbytes = nbytes;
+	pc->nelems = n;
+	pc->root = root;
+	*nelems = n;
+	return root;
+}
+
 static Datum
 protect_internal(FunctionCallInfo fcinfo, bool allow_forgotten)
 {
@@ -1477,10 +1539,8 @@ protect_internal(FunctionCallInfo fcinfo, bool allow_forgotten)
 	int			subjlen;
 	char	   *subject;
 	ArrayType  *paths;
-	Datum	   *elems;
-	bool	   *elnulls;
 	int			nelems;
-	PathNode	root;
+	PathNode   *root;
 	ProtectCtx	ctx;
 	JsonbParseState *ps = NULL;
 
@@ -1492,21 +1552,7 @@ protect_internal(FunctionCallInfo fcinfo, bool allow_forgotten)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("paths must not be null")));
 	paths = PG_GETARG_ARRAYTYPE_P(2);
-	if (ARR_NDIM(paths) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("paths must be a one-dimensional array")));
-	deconstruct_array(paths, TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &elnulls, &nelems);
-	memset(&root, 0, sizeof(root));
-	for (int i = 0; i < nelems; i++)
-	{
-		if (elnulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("paths must not contain nulls")));
-		add_path(&root, TextDatumGetCString(elems[i]));
-	}
+	root = parse_paths(fcinfo, paths, &nelems);
 
 	data = PG_GETARG_JSONB_P(0);
 	if (nelems == 0 || JB_ROOT_IS_SCALAR(data))
@@ -1519,7 +1565,7 @@ protect_internal(FunctionCallInfo fcinfo, bool allow_forgotten)
 	ctx.allow_forgotten = allow_forgotten;
 	initStringInfo(&ctx.pt);
 
-	protect_container(&ctx, &data->root, list_make1(&root), &ps);
+	protect_container(&ctx, &data->root, list_make1(root), &ps);
 	OPENSSL_cleanse(&call_key, sizeof(call_key));
 	OPENSSL_cleanse(ctx.pt.data, ctx.pt.maxlen);
 	if (!ctx.changed)
@@ -1540,25 +1586,6 @@ typedef struct RevealCtx
 } RevealCtx;
 
 static void
-push_jsonb(JsonbParseState **ps, JsonbIteratorToken tok, Jsonb *jb)
-{
-	JsonbValue	v;
-
-	if (JB_ROOT_IS_SCALAR(jb))
-	{
-		if (!JsonbExtractScalar(&jb->root, &v))
-			elog(ERROR, "could not extract jsonb scalar");
-	}
-	else
-	{
-		v.type = jbvBinary;
-		v.val.binary.data = &jb->root;
-		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	}
-	pushJsonbValue(ps, tok, &v);
-}
-
-static void
 malformed(const char *msg, const char *detail)
 {
 	ereport(ERROR,
@@ -1567,9 +1594,29 @@ malformed(const char *msg, const char *detail)
 			 detail ? errdetail("%s", detail) : 0));
 }
 
-/* Decrypt one marker's string; the placeholder when the key is forgotten. */
-static Jsonb *
-decrypt_marker(RevealCtx *ctx, const char *b64, int b64len)
+/* The value of a Jsonb document as one JsonbValue (scalar or binary). */
+static void
+jsonb_as_value(Jsonb *jb, JsonbValue *v)
+{
+	if (JB_ROOT_IS_SCALAR(jb))
+	{
+		if (!JsonbExtractScalar(&jb->root, v))
+			elog(ERROR, "could not extract jsonb scalar");
+	}
+	else
+	{
+		v->type = jbvBinary;
+		v->val.binary.data = &jb->root;
+		v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+}
+
+/*
+ * Decrypt one marker's string into *out; the placeholder when the key is
+ * forgotten.
+ */
+static void
+decrypt_marker(RevealCtx *ctx, const char *b64, int b64len, JsonbValue *out)
 {
 	int			maxlen = pg_b64_dec_len(b64len);
 	uint8	   *blob = palloc(maxlen + 1);
@@ -1577,7 +1624,6 @@ decrypt_marker(RevealCtx *ctx, const char *b64, int b64len)
 	int64		key_id;
 	int			ptlen;
 	char	   *pt;
-	Jsonb	   *res;
 	bool		ok;
 
 	n = pg_b64_decode(b64, b64len, (char *) blob, maxlen);
@@ -1600,7 +1646,8 @@ decrypt_marker(RevealCtx *ctx, const char *b64, int b64len)
 	if (call_key.forgotten)
 	{
 		pfree(blob);
-		return ctx->placeholder;
+		jsonb_as_value(ctx->placeholder, out);
+		return;
 	}
 	ptlen = n - ENC_OVERHEAD;
 	pt = palloc(ptlen + 1);
@@ -1621,10 +1668,22 @@ decrypt_marker(RevealCtx *ctx, const char *b64, int b64len)
 				 errhint("Ciphertext must be stored exactly as evstore.protect() returned it.")));
 	}
 	pt[ptlen] = '\0';
-	res = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pt)));
-	OPENSSL_cleanse(pt, ptlen);
-	pfree(pt);
-	return res;
+
+	/*
+	 * Fast path for the commonest case, a string without escapes: the JSON
+	 * text is exactly '"' value '"'.  (The plaintext was authenticated, so it
+	 * is what protect() wrote: valid UTF-8 with control characters escaped.)
+	 */
+	if (ptlen >= 2 && pt[0] == '"' && pt[ptlen - 1] == '"' &&
+		memchr(pt + 1, '\\', ptlen - 2) == NULL &&
+		memchr(pt + 1, '"', ptlen - 2) == NULL)
+	{
+		out->type = jbvString;
+		out->val.string.val = pt + 1;
+		out->val.string.len = ptlen - 2;
+		return;
+	}
+	jsonb_as_value(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pt))), out);
 }
 
 static void
@@ -1657,8 +1716,12 @@ reveal_container(RevealCtx *ctx, JsonbContainer *jc, JsonbParseState **ps)
 					JsonbValue	mv;
 
 					if (is_marker(v.val.binary.data, &mv))
-						push_jsonb(ps, tok, decrypt_marker(ctx, mv.val.string.val,
-														   mv.val.string.len));
+					{
+						JsonbValue	dv;
+
+						decrypt_marker(ctx, mv.val.string.val, mv.val.string.len, &dv);
+						pushJsonbValue(ps, tok, &dv);
+					}
 					else
 						reveal_container(ctx, v.val.binary.data, ps);
 				}
@@ -1671,24 +1734,17 @@ reveal_container(RevealCtx *ctx, JsonbContainer *jc, JsonbParseState **ps)
 	}
 }
 
-/* Does the document contain the marker key anywhere? */
+/*
+ * Can the document contain a marker?  Jsonb stores object keys verbatim, so
+ * a document whose bytes do not contain the marker key has none.
+ */
 static bool
 has_marker_key(Jsonb *jb)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-
 	if (JB_ROOT_IS_SCALAR(jb))
 		return false;
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY && v.val.string.len == MARKER_KEY_LEN &&
-			memcmp(v.val.string.val, MARKER_KEY, MARKER_KEY_LEN) == 0)
-			return true;
-	}
-	return false;
+	return memmem(VARDATA(jb), VARSIZE(jb) - VARHDRSZ,
+				  MARKER_KEY, MARKER_KEY_LEN) != NULL;
 }
 
 static Jsonb *
@@ -1717,7 +1773,12 @@ reveal_internal(FunctionCallInfo fcinfo, Jsonb *placeholder)
 	ctx.placeholder = placeholder ? placeholder : json_null();
 	ctx.result = NULL;
 	if (is_marker(&data->root, &mv))
-		res = decrypt_marker(&ctx, mv.val.string.val, mv.val.string.len);
+	{
+		JsonbValue	dv;
+
+		decrypt_marker(&ctx, mv.val.string.val, mv.val.string.len, &dv);
+		res = JsonbValueToJsonb(&dv);
+	}
 	else
 	{
 		reveal_container(&ctx, &data->root, &ps);
