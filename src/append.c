@@ -259,7 +259,14 @@ raise_id_conflict(Relation events, const pg_uuid_t *id)
 	SnapshotData dirty;
 
 	InitDirtySnapshot(dirty);
-	if (find_event_by_id(events, id, &dirty, &s, &v, &p))
+	if (find_event_by_id(events, id, &dirty, &s, &v, &p) &&
+		TransactionIdIsValid(dirty.xmin))
+		ereport(ERROR,
+				(errcode(ERRCODE_EVSTORE_DUPLICATE_EVENT_ID),
+				 errmsg("event id %s is being appended to stream \"%s\" by another transaction",
+						uuid_str(id), s),
+				 errdetail("Event ids are unique across the store.")));
+	if (find_event_by_id(events, id, SnapshotSelf, &s, &v, &p))
 		ereport(ERROR,
 				(errcode(ERRCODE_EVSTORE_DUPLICATE_EVENT_ID),
 				 errmsg("event id %s already exists in stream \"%s\"", uuid_str(id), s),

@@ -116,7 +116,7 @@ CREATE FUNCTION evstore.guard_ddl() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'evstore_guard_ddl';
 
 CREATE EVENT TRIGGER evstore_guard_ddl ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'CREATE RULE')
+    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'CREATE RULE', 'ALTER SEQUENCE')
     EXECUTE FUNCTION evstore.guard_ddl();
 ALTER EVENT TRIGGER evstore_guard_ddl ENABLE ALWAYS;
 
