@@ -123,3 +123,34 @@ SELECT evstore.forget('user-2');
 SELECT evstore.reveal(:'p2') AS inside;
 ROLLBACK;
 SELECT evstore.reveal(:'p2') AS after_rollback, evstore.is_forgotten('user-2') AS forgotten;
+
+-- protected fields inside a protected object are revealed too
+SELECT evstore.protect(jsonb_build_object('outer', evstore.protect('{"inner": "deep", "k": 1}', 'user-2', '{inner}')),
+                       'user-3', '{outer}') AS nested \gset
+SELECT (:'nested'::jsonb)->'outer' ? '$evstore_enc' AS outer_protected, evstore.reveal(:'nested') AS nested,
+       evstore.reveal((:'nested'::jsonb)->'outer') AS nested_root;
+SELECT evstore.forget('user-3');
+SELECT evstore.reveal(:'nested') AS outer_forgotten;
+
+-- a cache smaller than the working set still gives the right keys
+SET evstore.key_cache_size = 1;
+SELECT evstore.reveal(evstore.protect(jsonb_build_object('v', 'a-' || i, 'w', i), 'small-cache-' || (i % 3), '{v}')) AS v
+FROM generate_series(1, 6) i;
+SELECT evstore.reveal(jsonb_build_array(evstore.protect('{"v": 1}', 'small-cache-0', '{v}'),
+                                        evstore.protect('{"v": 2}', 'small-cache-1', '{v}'),
+                                        evstore.protect('{"v": 3}', 'small-cache-2', '{v}'))) AS three_subjects;
+CREATE TEMP TABLE small_cache AS
+    SELECT i, evstore.protect(jsonb_build_object('v', i), 'small-cache-' || (i % 3), '{v}') AS d
+    FROM generate_series(1, 6) i;
+-- ... and what a small cache encrypted decrypts with a large one, and back
+RESET evstore.key_cache_size;
+SELECT count(*) FILTER (WHERE evstore.reveal(d) = jsonb_build_object('v', i)) AS ok_with_large_cache
+FROM small_cache;
+INSERT INTO small_cache
+    SELECT i, evstore.protect(jsonb_build_object('v', i), 'small-cache-' || (i % 3), '{v}')
+    FROM generate_series(7, 12) i;
+SET evstore.key_cache_size = 1;
+SELECT count(*) FILTER (WHERE evstore.reveal(d) = jsonb_build_object('v', i)) AS ok_with_small_cache
+FROM small_cache;
+RESET evstore.key_cache_size;
+SELECT count(*) AS small_cache_keys FROM evstore.subject_keys WHERE subject LIKE 'small-cache-%';

@@ -208,7 +208,7 @@ flush_key_cache(void)
 	subject_hash = NULL;
 	if (cache_cxt != NULL)
 		MemoryContextReset(cache_cxt);
-	OPENSSL_cleanse(&call_key, sizeof(call_key));
+	/* (call_key is not touched: cache_key() may flush while it is in use) */
 	/* the cipher context holds the last key schedule */
 	if (gcm_ctx != NULL)
 	{
@@ -1720,7 +1720,13 @@ reveal_container(RevealCtx *ctx, JsonbContainer *jc, JsonbParseState **ps)
 						JsonbValue	dv;
 
 						decrypt_marker(ctx, mv.val.string.val, mv.val.string.len, &dv);
-						pushJsonbValue(ps, tok, &dv);
+						/* a protected object may itself hold protected fields */
+						if (dv.type == jbvBinary &&
+							memmem(dv.val.binary.data, dv.val.binary.len,
+								   MARKER_KEY, MARKER_KEY_LEN) != NULL)
+							reveal_container(ctx, dv.val.binary.data, ps);
+						else
+							pushJsonbValue(ps, tok, &dv);
 					}
 					else
 						reveal_container(ctx, v.val.binary.data, ps);
@@ -1777,7 +1783,15 @@ reveal_internal(FunctionCallInfo fcinfo, Jsonb *placeholder)
 		JsonbValue	dv;
 
 		decrypt_marker(&ctx, mv.val.string.val, mv.val.string.len, &dv);
-		res = JsonbValueToJsonb(&dv);
+		if (dv.type == jbvBinary &&
+			memmem(dv.val.binary.data, dv.val.binary.len,
+				   MARKER_KEY, MARKER_KEY_LEN) != NULL)
+		{
+			reveal_container(&ctx, dv.val.binary.data, &ps);
+			res = JsonbValueToJsonb(ctx.result);
+		}
+		else
+			res = JsonbValueToJsonb(&dv);
 	}
 	else
 	{
