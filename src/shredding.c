@@ -603,16 +603,25 @@ parse_master_keys(const char *buf, int len, int *errline)
 	return NULL;
 }
 
-/* Read the whole stream into buf (at most MAX_MASTER_SOURCE bytes). */
+/*
+ * Read everything from fd into buf (at most MAX_MASTER_SOURCE bytes).  Plain
+ * read(2), no stdio: a stdio buffer would keep a copy of the key text in
+ * freed memory.
+ */
 static bool
-read_all_stream(FILE *f, StringInfo buf, int *err)
+read_all_fd(int fd, StringInfo buf, int *err)
 {
 	char		chunk[1024];
-	size_t		n;
+	ssize_t		n;
 
 	*err = 0;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+	for (;;)
 	{
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
 		if (buf->len + (int) n > MAX_MASTER_SOURCE)
 		{
 			OPENSSL_cleanse(chunk, sizeof(chunk));
@@ -622,7 +631,7 @@ read_all_stream(FILE *f, StringInfo buf, int *err)
 		appendBinaryStringInfo(buf, chunk, (int) n);
 	}
 	OPENSSL_cleanse(chunk, sizeof(chunk));
-	if (ferror(f))
+	if (n < 0)
 	{
 		*err = errno ? errno : EIO;
 		return false;
@@ -670,13 +679,15 @@ load_master_keys(void)
 				 errdetail("Both evstore.master_key_file and evstore.master_key_command are set."),
 				 errhint("Set only one of them.")));
 
+	/* sized once, so that no reallocation leaves a copy of the key behind */
 	initStringInfo(&buf);
+	enlargeStringInfo(&buf, MAX_MASTER_SOURCE + 1);
 	if (has_file)
 	{
-		FILE	   *f = AllocateFile(master_key_file, PG_BINARY_R);
+		int			fd = OpenTransientFile(master_key_file, O_RDONLY | PG_BINARY);
 		bool		ok;
 
-		if (f == NULL)
+		if (fd < 0)
 		{
 			err = errno;
 			wipe_buffer(&buf);
@@ -686,8 +697,8 @@ load_master_keys(void)
 					 superuser() ? errdetail("evstore.master_key_file is \"%s\".", master_key_file) : 0,
 					 errhint(MASTER_KEY_HINT)));
 		}
-		ok = read_all_stream(f, &buf, &err);
-		FreeFile(f);
+		ok = read_all_fd(fd, &buf, &err);
+		CloseTransientFile(fd);
 		if (!ok)
 		{
 			wipe_buffer(&buf);
@@ -715,7 +726,7 @@ load_master_keys(void)
 					 errmsg("could not run the evstore master key command: %s", strerror(err)),
 					 errhint(MASTER_KEY_HINT)));
 		}
-		ok = read_all_stream(f, &buf, &err);
+		ok = read_all_fd(fileno(f), &buf, &err);
 		rc = ClosePipeStream(f);
 		if (!ok || rc != 0)
 		{
