@@ -123,6 +123,13 @@ SELECT evstore.forget('user-2');
 SELECT evstore.reveal(:'p2') AS inside;
 ROLLBACK;
 SELECT evstore.reveal(:'p2') AS after_rollback, evstore.is_forgotten('user-2') AS forgotten;
+BEGIN;
+SAVEPOINT before_forget;
+SELECT evstore.forget('user-2');
+SELECT evstore.reveal(:'p2') AS inside_savepoint;
+ROLLBACK TO SAVEPOINT before_forget;
+SELECT evstore.reveal(:'p2') AS after_savepoint_rollback;
+COMMIT;
 
 -- protected fields inside a protected object are revealed too
 SELECT evstore.protect(jsonb_build_object('outer', evstore.protect('{"inner": "deep", "k": 1}', 'user-2', '{inner}')),

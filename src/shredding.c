@@ -139,7 +139,7 @@ static MemoryContext cache_cxt = NULL;
 static HTAB *key_hash = NULL;
 static HTAB *subject_hash = NULL;
 static bool cache_stale = false;
-static bool keys_created_in_xact = false;
+static bool keys_changed_in_xact = false;
 
 /* A key handed out to one function call; wiped after each use. */
 typedef struct KeyInfo
@@ -237,17 +237,17 @@ shredding_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			/* keys created by the aborted transaction no longer exist */
-			if (keys_created_in_xact)
+			/* keys created or forgotten by the aborted transaction: undone */
+			if (keys_changed_in_xact)
 				cache_stale = true;
-			keys_created_in_xact = false;
+			keys_changed_in_xact = false;
 			if (master_loaded)
 				wipe_master_keys();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
-			keys_created_in_xact = false;
+			keys_changed_in_xact = false;
 			if (master_loaded)
 				wipe_master_keys();
 			break;
@@ -260,7 +260,7 @@ static void
 shredding_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						   SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB && keys_created_in_xact)
+	if (event == SUBXACT_EVENT_ABORT_SUB && keys_changed_in_xact)
 		cache_stale = true;
 }
 
@@ -1152,7 +1152,7 @@ get_subject_key(const char *subject, int subjlen, bool allow_forgotten,
 		evstore_writer_open(&w, rel);
 		(void) evstore_writer_insert(&w, values, nulls, InvalidOid);
 		evstore_writer_close(&w);
-		keys_created_in_xact = true;
+		keys_changed_in_xact = true;
 		out->key_id = key_id;
 	}
 	table_close(rel, RowExclusiveLock);
@@ -1927,6 +1927,8 @@ evstore_forget(PG_FUNCTION_ARGS)
 	 */
 	CacheInvalidateRelcacheByRelid(keyrel.rel);
 	cache_stale = true;
+	/* if this transaction rolls back, what we cache meanwhile is wrong */
+	keys_changed_in_xact = true;
 	PG_RETURN_BOOL(had_key);
 }
 
