@@ -161,3 +161,19 @@ SELECT count(*) FILTER (WHERE evstore.reveal(d) = jsonb_build_object('v', i)) AS
 FROM small_cache;
 RESET evstore.key_cache_size;
 SELECT count(*) AS small_cache_keys FROM evstore.subject_keys WHERE subject LIKE 'small-cache-%';
+
+-- round trips over assorted documents and wildcard depths
+CREATE TEMP TABLE prop_docs AS
+SELECT i, d FROM (VALUES
+ (1, '{"a": 1, "b": [1, {"c": "x", "d": [true, false, null]}], "e": {"f": {"g": "h"}}}'::jsonb),
+ (2, '[1, "two", [3, [4, {"five": 5}]], {"six": {"seven": [7]}}]'),
+ (3, '{"": "empty key", "k.": 1}'),
+ (4, '{"big": 123456789012345678901234567890.123456789, "neg": -0.0, "exp": 1e300}'),
+ (5, '{"s": "quote \" backslash \\ tab \t nl \n uni \u00e9 \ud83d\ude00"}'),
+ (6, '{"deep": [[[[[[[[[[{"x": 1}]]]]]]]]]]}'),
+ (7, '{}'), (8, '[]'), (9, '{"a": {}, "b": []}'),
+ (10, '{"$evstore_enc_not": 1, "x": "$evstore_enc"}')
+) v(i, d);
+SELECT count(*) FILTER (WHERE evstore.reveal(evstore.protect(d, 'prop-' || i, ARRAY[p])) = d) AS round_trips,
+       count(*) AS cases
+FROM prop_docs, unnest(ARRAY['*', '*.*', '*.*.*', '*.*.*.*', '1.1', '0', 'b.1.d.2', 'deep.0.0.0']) p;
