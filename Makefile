@@ -25,6 +25,8 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+$(OBJS): src/evstore.h
+
 $(EXTENSION)--$(EXTVERSION).sql: src/evstore.sql evstore.control
 	cp $< $@
 

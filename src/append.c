@@ -430,16 +430,8 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 		evstore_writer_open(&w, streams_rel);
 		if (st.exists)
 		{
-			/* keep created_at */
-			TupleTableSlot *old = table_slot_create(streams_rel, NULL);
-			bool		isnull;
-
-			if (!table_tuple_fetch_row_version(streams_rel, &st.tid, SnapshotSelf, old))
-				elog(ERROR, "evstore: stream row of \"%s\" vanished", stream_id);
-			values[Anum_streams_created_at - 1] =
-				slot_getattr(old, Anum_streams_created_at, &isnull);
+			values[Anum_streams_created_at - 1] = TimestampTzGetDatum(st.created_at);
 			evstore_writer_update(&w, &st.tid, values, nulls);
-			ExecDropSingleTupleTableSlot(old);
 		}
 		else
 			(void) evstore_writer_insert(&w, values, nulls, InvalidOid);

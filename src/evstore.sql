@@ -55,9 +55,7 @@ CREATE TABLE evstore.events (
     stream_bucket   smallint    NOT NULL,
     CONSTRAINT events_pkey PRIMARY KEY (global_position),
     CONSTRAINT events_stream_version_key UNIQUE (stream_id, stream_version),
-    CONSTRAINT events_event_id_key UNIQUE (event_id),
-    CONSTRAINT events_stream_version_check CHECK (stream_version >= 0),
-    CONSTRAINT events_event_type_check CHECK (event_type <> '')
+    CONSTRAINT events_event_id_key UNIQUE (event_id)
 );
 CREATE INDEX events_category_position_idx
     ON evstore.events (category, global_position);
