@@ -47,20 +47,20 @@ $node->safe_psql($src, q{
 
 # every table and sequence the extension marked for dumping, with a digest of its contents
 my $digest_sql = q{
-	SELECT string_agg(format('%s=%s', c, d), E'\n' ORDER BY c) FROM (
-	  SELECT cfg::regclass::text AS c,
-	         CASE WHEN (SELECT relkind FROM pg_class WHERE oid = cfg) = 'S'
-	              THEN (SELECT format('%s/%s', last_value, is_called)
-	                    FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename)::regclass = cfg)
-	              ELSE (SELECT evstore_lc_digest(cfg::regclass)) END AS d
-	  FROM pg_extension, unnest(extconfig) AS cfg WHERE extname = 'evstore') s
+	SELECT string_agg(format('%s=%s', cfg::regclass, evstore_lc_digest(cfg::regclass)), E'\n'
+	                  ORDER BY cfg::regclass::text)
+	FROM pg_extension, unnest(extconfig) AS cfg WHERE extname = 'evstore'
 };
 my $digest_fn = q{
-	CREATE FUNCTION evstore_lc_digest(t regclass) RETURNS text LANGUAGE plpgsql AS $$
+	CREATE OR REPLACE FUNCTION evstore_lc_digest(t regclass) RETURNS text LANGUAGE plpgsql AS $$
 	DECLARE r text;
 	BEGIN
-	    EXECUTE format('SELECT count(*) || '':'' || coalesce(md5(string_agg(x::text, ''|'' ORDER BY x::text)), '''') FROM %s x', t)
-	      INTO r;
+	    IF (SELECT relkind FROM pg_class WHERE oid = t) = 'S' THEN
+	        EXECUTE format('SELECT last_value || ''/'' || is_called FROM %s', t) INTO r;
+	    ELSE
+	        EXECUTE format('SELECT count(*) || '':'' || coalesce(md5(string_agg(x::text, ''|'' ORDER BY x::text)), '''') FROM %s x', t)
+	          INTO r;
+	    END IF;
 	    RETURN r;
 	END $$;
 };

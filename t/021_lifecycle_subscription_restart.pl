@@ -12,7 +12,7 @@ use EvstoreTest;
 
 my $node = evstore_node('lcrestart');
 $node->safe_psql('postgres', q{
-	SELECT evstore.create_subscription('shipper', ARRAY['cart'], NULL, 1, 0, '2 seconds');
+	SELECT evstore.create_subscription('shipper', ARRAY['cart'], NULL, 1, 0, '8 seconds');
 	CREATE TABLE seen (global_position bigint, stream_id text, stream_version bigint);
 	SELECT evstore.append_event('cart-' || (i % 3), 'ItemAdded', jsonb_build_object('i', i))
 	  FROM generate_series(1, 10) i;
@@ -61,7 +61,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM evstore.subscription_fetch
 my $waited = 0;
 while ($node->safe_psql('postgres',
 		"SELECT consumer IS NOT NULL FROM evstore.subscriptions WHERE name = 'shipper'") eq 't'
-	&& $waited++ < 100)
+	&& $waited++ < 200)
 {
 	usleep(100_000);
 }
