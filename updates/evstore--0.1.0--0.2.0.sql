@@ -288,6 +288,20 @@ BEGIN
         RAISE EXCEPTION 'consumer must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- fast path: our own lease has more than half of its time left, so no
+    -- other consumer can take the member; read without locking or writing
+    IF $4 IS NOT NULL THEN
+        SELECT * INTO r FROM evstore.subscription_checkpoints c
+            WHERE c.subscription = $1 AND c.member = $2;
+        IF FOUND AND r.consumer = $4
+           AND r.lease_until - r.lease_timeout / 2 > pg_catalog.clock_timestamp() THEN
+            RETURN QUERY SELECT * FROM evstore.read_all(r.acked_position, $3, r.categories,
+                r.event_types,
+                CASE WHEN r.group_size > 1 THEN r.member END,
+                CASE WHEN r.group_size > 1 THEN r.group_size END);
+            RETURN;
+        END IF;
+    END IF;
     r := evstore._subscription_member($1, $2);
     -- another consumer holds this member's lease: nothing for us
     IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
