@@ -64,6 +64,15 @@ SELECT consumer FROM evstore.subscriptions WHERE name = 'lc-orders';
 SELECT count(*) FROM evstore.subscription_fetch('lc-orders', 0, 10, 'worker-a');
 SELECT evstore.subscription_ack('lc-orders', 0, evstore.read_all_horizon(), 'worker-a');
 SELECT consumer, lag FROM evstore.subscriptions WHERE name = 'lc-orders';
+-- the holder's fetch renews the lease only when less than half of it is left
+SELECT lease_until AS lease0 FROM evstore.subscription_checkpoints WHERE subscription = 'lc-orders' \gset
+SELECT count(*) FROM evstore.subscription_fetch('lc-orders', 0, 10, 'worker-a');
+SELECT lease_until = :'lease0' AS unchanged FROM evstore.subscription_checkpoints WHERE subscription = 'lc-orders';
+UPDATE evstore.subscription_checkpoints SET lease_until = clock_timestamp() + interval '5 seconds'
+  WHERE subscription = 'lc-orders';
+SELECT count(*) FROM evstore.subscription_fetch('lc-orders', 0, 10, 'worker-a');
+SELECT lease_until > clock_timestamp() + interval '20 seconds' AS renewed
+  FROM evstore.subscription_checkpoints WHERE subscription = 'lc-orders';
 
 -- consumer groups: each stream goes to exactly one member
 SELECT evstore.create_subscription('lc-group', ARRAY['lcgrp'], ARRAY['Placed', 'Paid'], 3,
