@@ -84,3 +84,24 @@ SET ROLE lc_plain;
 SET evstore.notify_channel = 'x';
 RESET ROLE;
 DROP ROLE lc_plain;
+
+-- privileges: nothing for PUBLIC; EXECUTE on a function is enough, no table grants needed
+CREATE ROLE lc_app;
+GRANT USAGE ON SCHEMA evstore TO lc_app;
+GRANT EXECUTE ON FUNCTION evstore.mark_processed(text, uuid), evstore.load_snapshot(text),
+    evstore.create_subscription(text, text[], text[], integer, bigint, interval),
+    evstore.subscription_fetch(text, integer, integer, text),
+    evstore.drop_subscription(text, boolean) TO lc_app;
+SET ROLE lc_app;
+SELECT evstore.mark_processed('lc-app', '018f0000-0000-7000-8000-000000000010');
+SELECT count(*) FROM evstore.load_snapshot('lcsnap-none');
+SELECT evstore.create_subscription('lc-app-sub', ARRAY['lcnone']);
+SELECT count(*) FROM evstore.subscription_fetch('lc-app-sub', 0, 10, 'app');
+SELECT evstore.drop_subscription('lc-app-sub');
+SELECT evstore.is_processed('lc-app', '018f0000-0000-7000-8000-000000000010');
+SELECT evstore.delete_stream('lccorr-2');
+SELECT count(*) FROM evstore.processed_messages;
+SELECT count(*) FROM evstore.subscriptions;
+RESET ROLE;
+DROP OWNED BY lc_app;
+DROP ROLE lc_app;
