@@ -68,6 +68,14 @@ SELECT depth, event_type FROM evstore.causal_chain('018f0000-0000-7000-8000-0000
 SELECT depth, event_type FROM evstore.causal_chain('018f0000-0000-7000-8000-0000000000a2');
 SELECT depth, event_type FROM evstore.causal_chain('018f0000-0000-7000-8000-0000000000a1', 1);
 SELECT count(*) FROM evstore.causal_chain('018f0000-0000-7000-8000-0000000000ff');
+-- walking back to the causes
+SELECT depth, event_type FROM evstore.causes('018f0000-0000-7000-8000-0000000000a4');
+SELECT depth, event_type FROM evstore.causes('018f0000-0000-7000-8000-0000000000a4', 1);
+SELECT depth, event_type FROM evstore.causes('018f0000-0000-7000-8000-0000000000a1');
+SELECT stream_version FROM evstore.append_event('lccorr-3', 'Handled', '{}',
+  '{"causation_id": "command-17"}', NULL, '018f0000-0000-7000-8000-0000000000b1');
+SELECT depth, event_type FROM evstore.causes('018f0000-0000-7000-8000-0000000000b1');
+SELECT count(*) FROM evstore.causes('018f0000-0000-7000-8000-0000000000ff');
 -- the lookups use the partial expression indexes
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT * FROM evstore.events

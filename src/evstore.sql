@@ -749,6 +749,34 @@ $fn$;
 COMMENT ON FUNCTION evstore.causal_chain(uuid, integer) IS
     'An event and every event it caused, transitively (metadata causation_id), with the causal distance, in global order';
 
+-- evstore.causes(start_event_id uuid, max_depth integer)
+--     -> TABLE (depth integer, <columns of evstore.events>)
+CREATE FUNCTION evstore.causes(start_event_id uuid, max_depth integer DEFAULT 100)
+RETURNS TABLE (depth integer, global_position bigint, stream_id text,
+               stream_version bigint, event_id uuid, event_type text,
+               data jsonb, metadata jsonb, recorded_at timestamptz,
+               category text, stream_bucket smallint)
+    LANGUAGE sql STABLE SECURITY DEFINER ROWS 5
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    WITH RECURSIVE up (depth, pos, cause) AS (
+        SELECT 0, e.global_position, e.metadata ->> 'causation_id'
+        FROM evstore.events e WHERE e.event_id = $1
+      UNION ALL
+        SELECT u.depth + 1, e.global_position, e.metadata ->> 'causation_id'
+        FROM up u
+        JOIN evstore.events e
+          ON e.event_id = CASE WHEN u.cause ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$'
+                               THEN u.cause::uuid END
+        WHERE u.depth < $2
+    )
+    SELECT u.depth, e.*
+    FROM up u JOIN evstore.events e ON e.global_position = u.pos
+    ORDER BY u.depth
+$fn$;
+COMMENT ON FUNCTION evstore.causes(uuid, integer) IS
+    'An event and its causes, following metadata causation_id back to the event with that id (depth 1 = the direct cause)';
+
 ------------------------------------------------------------------------------
 -- Privileges of the lifecycle objects
 ------------------------------------------------------------------------------
@@ -775,5 +803,6 @@ REVOKE ALL ON FUNCTION
     evstore.is_processed(text, uuid),
     evstore.prune_processed(text, timestamptz),
     evstore.read_correlated(text, bigint, integer),
-    evstore.causal_chain(uuid, integer)
+    evstore.causal_chain(uuid, integer),
+    evstore.causes(uuid, integer)
 FROM PUBLIC;
