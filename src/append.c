@@ -17,6 +17,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "lifecycle.h"
 
 #include "access/table.h"
 #include "access/tableam.h"
@@ -444,6 +445,9 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 
 	/* make the new rows visible to the rest of this transaction */
 	CommandCounterIncrement();
+
+	/* optional LISTEN/NOTIFY wake-up (evstore.notify_channel) */
+	evstore_lifecycle_notify(stream_id, sidlen);
 }
 
 static Datum
