@@ -206,21 +206,6 @@ delete_stream(FunctionCallInfo fcinfo, bool tombstone, EvstoreAppendResult *resu
 	return true;
 }
 
-static Datum
-result_datum(FunctionCallInfo fcinfo, const EvstoreAppendResult *r)
-{
-	TupleDesc	tupdesc;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "evstore: return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-	values[0] = Int64GetDatum(r->stream_version);
-	values[1] = Int64GetDatum(r->global_position);
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
-}
-
 PG_FUNCTION_INFO_V1(evstore_delete_stream);
 
 /* evstore.delete_stream(stream_id text, expected_version bigint, metadata jsonb) -> evstore.append_result */
@@ -231,7 +216,7 @@ evstore_delete_stream(PG_FUNCTION_ARGS)
 
 	if (!delete_stream(fcinfo, false, &r))
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result_datum(fcinfo, &r));
+	PG_RETURN_DATUM(evstore_append_result_datum(fcinfo, &r));
 }
 
 PG_FUNCTION_INFO_V1(evstore_tombstone_stream);
@@ -243,5 +228,5 @@ evstore_tombstone_stream(PG_FUNCTION_ARGS)
 	EvstoreAppendResult r;
 
 	(void) delete_stream(fcinfo, true, &r);
-	PG_RETURN_DATUM(result_datum(fcinfo, &r));
+	PG_RETURN_DATUM(evstore_append_result_datum(fcinfo, &r));
 }
