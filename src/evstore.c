@@ -11,11 +11,13 @@
  *	  read.c      read_stream / stream_version / read_all
  *	  guard.c     append-only triggers
  *	  util.c      category, hashing, UUIDv7
+ *	  lifecycle.c delete/tombstone streams, append wake-up (NOTIFY)
  *	  shredding.c crypto-shredding: protect, reveal, forget
  *
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "lifecycle.h"
 #include "shredding.h"
 
 #include "fmgr.h"
@@ -30,5 +32,6 @@ _PG_init(void)
 	evstore_catalog_init();
 	evstore_fence_init();
 	evstore_append_init();
+	evstore_lifecycle_init();
 	evstore_shredding_init();
 }

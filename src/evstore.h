@@ -11,8 +11,10 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "fmgr.h"
 #include "access/skey.h"
 #include "nodes/execnodes.h"
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 #include "utils/relcache.h"
@@ -110,6 +112,8 @@ typedef void (*evstore_event_hook_type) (Relation events_rel, TupleTableSlot *sl
 extern PGDLLIMPORT evstore_event_hook_type evstore_event_hook;
 
 extern void evstore_append_init(void);
+extern Datum evstore_append_result_datum(FunctionCallInfo fcinfo,
+										 const EvstoreAppendResult *r);
 extern void evstore_append_batch(const char *stream_id, int sidlen,
 								 EvstoreNewEvent *evs, int n,
 								 bool has_expected, int64 expected,
@@ -131,6 +135,7 @@ typedef struct EvstoreStreamState
 	int64		first_version;	/* first readable version */
 	bool		deleted;		/* soft-deleted (no readable events) */
 	bool		tombstoned;
+	TimestampTz created_at;
 	ItemPointerData tid;		/* of the streams row when exists */
 } EvstoreStreamState;
 
