@@ -416,6 +416,32 @@ crypto_setup(void)
 	}
 }
 
+/*
+ * Nonces come from a per-backend pool refilled from RAND_bytes, so that
+ * encrypting many values does not pay OpenSSL's per-call overhead for 12
+ * bytes each time.  Each pool byte is handed out once, and the pool is only
+ * ever filled inside a backend (never in the postmaster before a fork), so
+ * no two processes share pool bytes.
+ */
+#define NONCE_POOL_SIZE		(NONCE_LEN * 128)
+static uint8 nonce_pool[NONCE_POOL_SIZE];
+static int	nonce_pool_used = NONCE_POOL_SIZE;
+
+static void random_bytes(uint8 *buf, int len);
+
+static void
+random_nonce(uint8 *nonce)
+{
+	if (nonce_pool_used + NONCE_LEN > NONCE_POOL_SIZE)
+	{
+		random_bytes(nonce_pool, NONCE_POOL_SIZE);
+		nonce_pool_used = 0;
+	}
+	memcpy(nonce, nonce_pool + nonce_pool_used, NONCE_LEN);
+	memset(nonce_pool + nonce_pool_used, 0, NONCE_LEN);
+	nonce_pool_used += NONCE_LEN;
+}
+
 static void
 random_bytes(uint8 *buf, int len)
 {
@@ -1353,10 +1379,35 @@ value_to_json(StringInfo out, JsonbValue *v)
 			break;
 		case jbvString:
 			{
-				char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
+				const char *str = v->val.string.val;
+				int			len = v->val.string.len;
+				bool		plain = true;
 
-				escape_json(out, s);
-				pfree(s);
+				/* most strings need no escaping: copy them in one go */
+				for (int i = 0; i < len; i++)
+				{
+					unsigned char c = (unsigned char) str[i];
+
+					if (c < 0x20 || c == '"' || c == '\\')
+					{
+						plain = false;
+						break;
+					}
+				}
+				if (plain)
+				{
+					enlargeStringInfo(out, len + 2);
+					appendStringInfoCharMacro(out, '"');
+					appendBinaryStringInfo(out, str, len);
+					appendStringInfoCharMacro(out, '"');
+				}
+				else
+				{
+					char	   *s = pnstrdup(str, len);
+
+					escape_json(out, s);
+					pfree(s);
+				}
 			}
 			break;
 		case jbvBinary:
@@ -1385,6 +1436,38 @@ push_marker(JsonbParseState **ps, char *b64, int b64len)
 	pushJsonbValue(ps, WJB_END_OBJECT, NULL);
 }
 
+/* Standard base64 with padding, three bytes at a time; returns the length */
+static int
+b64_encode(const uint8 *src, int len, char *dst)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char	   *d = dst;
+	int			i = 0;
+
+	for (; i + 2 < len; i += 3)
+	{
+		uint32		w = ((uint32) src[i] << 16) | ((uint32) src[i + 1] << 8) | src[i + 2];
+
+		*d++ = alphabet[(w >> 18) & 63];
+		*d++ = alphabet[(w >> 12) & 63];
+		*d++ = alphabet[(w >> 6) & 63];
+		*d++ = alphabet[w & 63];
+	}
+	if (i < len)
+	{
+		uint32		w = (uint32) src[i] << 16;
+
+		if (i + 1 < len)
+			w |= (uint32) src[i + 1] << 8;
+		*d++ = alphabet[(w >> 18) & 63];
+		*d++ = alphabet[(w >> 12) & 63];
+		*d++ = (i + 1 < len) ? alphabet[(w >> 6) & 63] : '=';
+		*d++ = '=';
+	}
+	return (int) (d - dst);
+}
+
 static void
 push_encrypted(ProtectCtx *ctx, JsonbValue *v, JsonbParseState **ps)
 {
@@ -1406,7 +1489,7 @@ push_encrypted(ProtectCtx *ctx, JsonbValue *v, JsonbParseState **ps)
 	blob = palloc(bloblen);
 	blob[0] = ENC_VERSION;
 	put_be64(blob + 1, (uint64) call_key.key_id);
-	random_bytes(blob + ENC_HEADER_LEN, NONCE_LEN);
+	random_nonce(blob + ENC_HEADER_LEN);
 	gcm_encrypt(call_key.key, blob + ENC_HEADER_LEN,
 				blob, ENC_HEADER_LEN,
 				(const uint8 *) ctx->subject, ctx->subjlen,
@@ -1415,9 +1498,7 @@ push_encrypted(ProtectCtx *ctx, JsonbValue *v, JsonbParseState **ps)
 				blob + ENC_HEADER_LEN + NONCE_LEN + ptlen);
 	OPENSSL_cleanse(ctx->pt.data, ctx->pt.len);
 	b64 = palloc(pg_b64_enc_len(bloblen) + 1);
-	b64len = pg_b64_encode((const char *) blob, bloblen, b64, pg_b64_enc_len(bloblen));
-	if (b64len < 0)
-		elog(ERROR, "could not encode evstore ciphertext");
+	b64len = b64_encode(blob, bloblen, b64);
 	pfree(blob);
 	push_marker(ps, b64, b64len);
 	ctx->changed = true;
