@@ -514,15 +514,21 @@ static void
 decoder_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
 	DecoderData *data = ctx->output_plugin_private;
-	StringInfoData tail;
 
 	data->sent_begin = false;
 	data->txn_events = 0;
+}
 
-	/*
-	 * The commit fields every event of this transaction carries, formatted
-	 * once.  Decoding happens after the commit was read, so they are known.
-	 */
+/*
+ * Format the commit fields every event of this transaction carries, once,
+ * when its first event is emitted.  Decoding happens after the commit was
+ * read, so they are known.
+ */
+static void
+format_txn_tail(DecoderData *data, ReorderBufferTXN *txn)
+{
+	StringInfoData tail;
+
 	initStringInfo(&tail);
 	appendStringInfoString(&tail, data->format == FORMAT_CLOUDEVENTS ?
 						   ",\"commitlsn\":" : ",\"commit_lsn\":");
@@ -926,6 +932,7 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	if (!data->sent_begin)
 	{
+		format_txn_tail(data, txn);
 		if (data->include_transaction)
 			write_begin_record(ctx, data, txn);
 		data->sent_begin = true;
