@@ -53,15 +53,6 @@ RELEASE SAVEPOINT sp2;
 COMMIT;
 -- a stream id with a comma in its category
 SELECT stream_version FROM evstore.append_event('dec,comma-1', 'Commaed', 'null');
--- prepared transactions: emitted at COMMIT PREPARED, never when rolled back
-BEGIN;
-SELECT stream_version FROM evstore.append_event('decorder-4', 'Prepared', '{}');
-PREPARE TRANSACTION 'dec_2pc_commit';
-BEGIN;
-SELECT stream_version FROM evstore.append_event('decorder-5', 'PreparedThenRolledBack', '{}');
-PREPARE TRANSACTION 'dec_2pc_abort';
-ROLLBACK PREPARED 'dec_2pc_abort';
-COMMIT PREPARED 'dec_2pc_commit';
 
 -- everything, in commit order, volatile fields removed
 SELECT n, pg_temp.stable(d) FROM pg_temp.changes('dec_basic') ORDER BY n;
