@@ -913,7 +913,11 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	old = MemoryContextSwitchTo(data->change_cxt);
 
+#if PG_VERSION_NUM >= 170000
+	tuple = change->data.tp.newtuple;
+#else
 	tuple = &change->data.tp.newtuple->tuple;
+#endif
 	/* heap_deform_tuple copes with tuples of fewer attributes (added columns) */
 	heap_deform_tuple(tuple, desc, data->values, data->nulls);
 
