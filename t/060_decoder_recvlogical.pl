@@ -169,6 +169,9 @@ ok($node->poll_query_until('postgres',
 stop_consumer('INT');
 my $lines = () = slurp_file($out) =~ /\n/g;
 start_consumer();
+$node->poll_query_until('postgres',
+	"SELECT active FROM pg_replication_slots WHERE slot_name = 'feed'")
+  or die "consumer did not connect";
 sleep 2;
 stop_consumer('INT');
 my $lines_after = () = slurp_file($out) =~ /\n/g;
