@@ -3,7 +3,7 @@
 -- predicates and removed from the printed JSON.
 -- Runs in a database of its own, so that no other test sees these events.
 \set regress_db :DBNAME
-CREATE DATABASE decoder_basic_db;
+CREATE DATABASE decoder_basic_db TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C';
 \c decoder_basic_db
 CREATE EXTENSION evstore;
 \set SHOW_CONTEXT never
@@ -137,6 +137,17 @@ INSERT INTO dec_other VALUES (4, 'later');
 SELECT count(*) AS nothing FROM pg_logical_slot_get_changes('dec_basic', NULL, NULL);
 SELECT confirmed_flush_lsn > :'before_insert' AS slot_advanced
 FROM pg_replication_slots WHERE slot_name = 'dec_basic';
+
+-- text columns are escaped for JSON: quotes, backslashes, control
+-- characters and non-ASCII survive the round trip
+SELECT stream_version FROM evstore.append_event(E'dec"odd\\-\n\t\u0001ü€😀', E'Type "q" \\ \r', '{}');
+SELECT (data::jsonb->>'subject') = E'dec"odd\\-\n\t\u0001ü€😀' AS ce_subject_round_trips
+FROM pg_logical_slot_peek_changes('dec_basic', NULL, NULL, 'format', 'cloudevents');
+SELECT (data::jsonb->>'stream_id') = E'dec"odd\\-\n\t\u0001ü€😀' AS stream_id_round_trips,
+       (data::jsonb->>'event_type') = E'Type "q" \\ \r' AS event_type_round_trips,
+       (data::jsonb->>'category') = E'dec"odd\\' AS category_round_trips,
+       data ~ '[\n\r\t\x01]' AS raw_control_characters
+FROM pg_logical_slot_get_changes('dec_basic', NULL, NULL);
 
 SELECT pg_drop_replication_slot('dec_basic');
 DROP TABLE dec_other;
