@@ -70,7 +70,7 @@ for suite in $SUITES; do
         count_pg_regress "$suite.log"
         if [ $rc -ne 0 ]; then
             for d in $(find . -name regression.diffs); do echo "--- $d"; cat "$d"; done
-            [ "$(grep -c 'FAILED\|failed' "$suite.log")" -eq 0 ] && failed=$((failed + 1))
+            [ "$(grep -cE '\.\.\. (FAILED|failed)' "$suite.log")" -eq 0 ] && failed=$((failed + 1))
         fi
     fi
     [ $rc -ne 0 ] && status=1

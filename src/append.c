@@ -17,6 +17,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "lifecycle.h"
 
 #include "access/table.h"
 #include "access/tableam.h"
@@ -259,7 +260,14 @@ raise_id_conflict(Relation events, const pg_uuid_t *id)
 	SnapshotData dirty;
 
 	InitDirtySnapshot(dirty);
-	if (find_event_by_id(events, id, &dirty, &s, &v, &p))
+	if (find_event_by_id(events, id, &dirty, &s, &v, &p) &&
+		TransactionIdIsValid(dirty.xmin))
+		ereport(ERROR,
+				(errcode(ERRCODE_EVSTORE_DUPLICATE_EVENT_ID),
+				 errmsg("event id %s is being appended to stream \"%s\" by another transaction",
+						uuid_str(id), s),
+				 errdetail("Event ids are unique across the store.")));
+	if (find_event_by_id(events, id, SnapshotSelf, &s, &v, &p))
 		ereport(ERROR,
 				(errcode(ERRCODE_EVSTORE_DUPLICATE_EVENT_ID),
 				 errmsg("event id %s already exists in stream \"%s\"", uuid_str(id), s),
@@ -423,16 +431,8 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 		evstore_writer_open(&w, streams_rel);
 		if (st.exists)
 		{
-			/* keep created_at */
-			TupleTableSlot *old = table_slot_create(streams_rel, NULL);
-			bool		isnull;
-
-			if (!table_tuple_fetch_row_version(streams_rel, &st.tid, SnapshotSelf, old))
-				elog(ERROR, "evstore: stream row of \"%s\" vanished", stream_id);
-			values[Anum_streams_created_at - 1] =
-				slot_getattr(old, Anum_streams_created_at, &isnull);
+			values[Anum_streams_created_at - 1] = TimestampTzGetDatum(st.created_at);
 			evstore_writer_update(&w, &st.tid, values, nulls);
-			ExecDropSingleTupleTableSlot(old);
 		}
 		else
 			(void) evstore_writer_insert(&w, values, nulls, InvalidOid);
@@ -445,6 +445,9 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 
 	/* make the new rows visible to the rest of this transaction */
 	CommandCounterIncrement();
+
+	/* optional LISTEN/NOTIFY wake-up (evstore.notify_channel) */
+	evstore_lifecycle_notify(stream_id, sidlen);
 }
 
 static Datum

@@ -13,6 +13,7 @@
 #include "access/htup.h"
 #include "access/skey.h"
 #include "nodes/execnodes.h"
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 #include "utils/relcache.h"
@@ -131,6 +132,7 @@ typedef struct EvstoreStreamState
 	int64		first_version;	/* first readable version */
 	bool		deleted;		/* soft-deleted (no readable events) */
 	bool		tombstoned;
+	TimestampTz created_at;
 	ItemPointerData tid;		/* of the streams row when exists */
 } EvstoreStreamState;
 

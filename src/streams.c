@@ -90,6 +90,7 @@ stream_state_with(Relation streams, const char *stream_id, Snapshot snapshot,
 		(void) slot_getattr(slot, Anum_streams_deleted_at, &isnull);
 		st->deleted = !isnull;
 		st->tombstoned = DatumGetBool(slot_getattr(slot, Anum_streams_tombstoned, &isnull));
+		st->created_at = DatumGetTimestampTz(slot_getattr(slot, Anum_streams_created_at, &isnull));
 		ItemPointerCopy(&slot->tts_tid, &st->tid);
 	}
 	ExecDropSingleTupleTableSlot(slot);
