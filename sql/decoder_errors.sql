@@ -55,12 +55,12 @@ SELECT pg_drop_replication_slot('dec_alter');
 
 -- A column whose type changed: an error, not a misread datum.
 SELECT 'init' FROM pg_create_logical_replication_slot('dec_retype', 'evstore');
-ALTER TABLE evstore.events ALTER COLUMN stream_bucket TYPE integer;
+ALTER TABLE evstore.events ALTER COLUMN recorded_at TYPE timestamp;
 INSERT INTO evstore.events (global_position, stream_id, stream_version, event_id, event_type,
                             data, recorded_at, category, stream_bucket)
 VALUES (nextval('evstore.global_position_seq'), 'decretype-1', 0, evstore.uuid_generate_v7(),
-        'Retyped', '{}', now(), 'decretype', 70000);
-ALTER TABLE evstore.events ALTER COLUMN stream_bucket TYPE smallint USING (stream_bucket % 256)::smallint;
+        'Retyped', '{}', now(), 'decretype', 1);
+ALTER TABLE evstore.events ALTER COLUMN recorded_at TYPE timestamptz;
 SELECT data FROM pg_logical_slot_peek_changes('dec_retype', NULL, NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT pg_drop_replication_slot('dec_retype');
