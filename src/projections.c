@@ -1697,9 +1697,9 @@ evstore_create_sync_projection(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied for table %s", get_rel_name(target)),
-					 errdetail("An attribute-sync projection needs %s on its target%s; the projection would run with your privileges.",
-							   privs[i].name,
-							   (need & ACL_DELETE) ? " (SELECT, INSERT, UPDATE and DELETE)" : " (SELECT, INSERT and UPDATE)")));
+					 errdetail("The projection would write it with your privileges, and you lack %s on it.",
+							   privs[i].name),
+					 errhint("An attribute-sync projection needs SELECT, INSERT and UPDATE on its target, and DELETE when it has delete types.")));
 
 	/* validates the target, the key and the column map */
 	sync_prepare(&p, false, CurrentMemoryContext);
@@ -1796,6 +1796,14 @@ reset_target(Projection *p)
 		char	   *qrel;
 		bool		can_truncate = pg_class_aclcheck(p->target, p->owner, ACL_TRUNCATE) == ACLCHECK_OK;
 
+		if (!can_truncate &&
+			pg_class_aclcheck(p->target, p->owner, ACL_DELETE) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to rebuild projection \"%s\"", p->name),
+					 errdetail("Rebuilding empties table \"%s\" first, so the projection's owner needs TRUNCATE or DELETE on it.",
+							   get_rel_name(p->target))));
+
 		qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(p->target)),
 										  get_rel_name(p->target));
 		if (SPI_connect() != SPI_OK_CONNECT)
@@ -1810,7 +1818,14 @@ reset_target(Projection *p)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied for function %s", format_procedure(p->reset_fn))));
-		OidFunctionCall0(p->reset_fn);
+		{
+			FmgrInfo	fl;
+			LOCAL_FCINFO(fc, 0);
+
+			fmgr_info(p->reset_fn, &fl);
+			InitFunctionCallInfoData(*fc, &fl, 0, InvalidOid, NULL, NULL);
+			(void) FunctionCallInvoke(fc);	/* the result, NULL or not, is ignored */
+		}
 	}
 	SetUserIdAndSecContext(save_userid, save_sec);
 }
@@ -1912,9 +1927,10 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 				replayed++;
 				if (notice_every > 0 && replayed % notice_every == 0)
 					ereport(NOTICE,
-							(errmsg("projection \"%s\": replayed %lld events, at position %lld of %lld",
-									name, (long long) replayed, (long long) pos,
-									(long long) target_pos)));
+							(errmsg("projection \"%s\": replayed %lld events",
+									name, (long long) replayed),
+							 errdetail("At global position %lld of %lld.",
+									   (long long) pos, (long long) target_pos)));
 			}
 			if (ps)
 			{
@@ -1981,7 +1997,7 @@ evstore_projection_stats(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(evstore_projection_rebuild_progress);
 
-/* evstore.projection_rebuild_progress() -> SETOF (name text, pid integer, started_at timestamptz, events_replayed bigint, position bigint, target_position bigint) */
+/* evstore.projection_rebuild_progress() -> SETOF (name text, pid integer, started_at timestamptz, events_replayed bigint, at_position bigint, target_position bigint) */
 Datum
 evstore_projection_rebuild_progress(PG_FUNCTION_ARGS)
 {
