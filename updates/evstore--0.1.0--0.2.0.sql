@@ -680,7 +680,7 @@ RETURNS SETOF record
 --     events_replayed, position, target_position)
 CREATE FUNCTION evstore.projection_rebuild_progress(
     OUT name text, OUT pid integer, OUT started_at timestamptz,
-    OUT events_replayed bigint, OUT position bigint, OUT target_position bigint)
+    OUT events_replayed bigint, OUT at_position bigint, OUT target_position bigint)
 RETURNS SETOF record
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'evstore_projection_rebuild_progress';
