@@ -190,6 +190,17 @@ SELECT evstore.append_event('fragile-1', 'E', '{}');
 SELECT evstore.drop_projection('fragile');
 SELECT stream_version FROM evstore.append_event('fragile-1', 'E', '{}');
 
+-- definitions edited by hand are noticed at once; incomplete ones cannot run
+INSERT INTO evstore.projections_catalog (name, kind, owner, categories)
+VALUES ('manual_sync', 'sync', current_user::regrole, ARRAY['manual']),
+       ('manual_handler', 'handler', current_user::regrole, ARRAY['manual']);
+SELECT stream_version FROM evstore.append_event('elsewhere-1', 'E', '{}');
+SELECT evstore.append_event('manual-1', 'E', '{}');
+DELETE FROM evstore.projections_catalog WHERE name = 'manual_handler';
+SELECT evstore.append_event('manual-1', 'E', '{}');
+DELETE FROM evstore.projections_catalog WHERE name = 'manual_sync';
+SELECT stream_version FROM evstore.append_event('manual-1', 'E', '{}');
+
 -- drop
 SELECT evstore.drop_projection('order_log');
 SELECT stream_version FROM evstore.append_event('order-1', 'OrderPlaced', '{"order_id": "o1"}');

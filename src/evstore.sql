@@ -833,6 +833,15 @@ COMMENT ON TABLE evstore.projections_catalog IS
     'Projection definitions; change them only through evstore.create_projection/create_sync_projection/drop_projection';
 SELECT pg_catalog.pg_extension_config_dump('evstore.projections_catalog', '');
 
+-- evstore.projections_catalog_changed() -> trigger
+-- Any change to the catalog (pg_restore's COPY included) makes every
+-- backend reload its cached projections.
+CREATE FUNCTION evstore.projections_catalog_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'evstore_projections_catalog_changed';
+CREATE TRIGGER projections_catalog_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON evstore.projections_catalog
+    FOR EACH STATEMENT EXECUTE FUNCTION evstore.projections_catalog_changed();
+
 -- evstore.create_projection(name text, handler regprocedure, categories text[],
 --     event_types text[], reset_function regprocedure) -> void
 CREATE FUNCTION evstore.create_projection(
@@ -916,5 +925,6 @@ REVOKE ALL ON FUNCTION
     evstore.drop_projection(text, boolean),
     evstore.rebuild_projection(text, integer),
     evstore.projection_stats(),
-    evstore.projection_rebuild_progress()
+    evstore.projection_rebuild_progress(),
+    evstore.projections_catalog_changed()
 FROM PUBLIC;

@@ -43,6 +43,7 @@
 #include "catalog/pg_operator.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -595,6 +596,7 @@ load_row(Projection *p, TupleTableSlot *slot)
 	char	   *kind;
 
 	memset(p, 0, sizeof(Projection));
+	/* name, kind and owner are NOT NULL in the catalog */
 	p->name = TextDatumGetCString(slot_getattr(slot, Anum_pc_name, &isnull));
 	kind = TextDatumGetCString(slot_getattr(slot, Anum_pc_kind, &isnull));
 	p->is_sync = strcmp(kind, "sync") == 0;
@@ -639,6 +641,8 @@ load_row(Projection *p, TupleTableSlot *slot)
 			else
 				p->reset_fn = fn;
 		}
+		if (p->broken == NULL && !OidIsValid(p->handler))
+			p->broken = psprintf("projection \"%s\" has no handler", p->name);
 		if (p->broken == NULL && OidIsValid(p->handler))
 		{
 			if (pg_proc_aclcheck(p->handler, p->owner, ACL_EXECUTE) != ACLCHECK_OK)
@@ -651,6 +655,9 @@ load_row(Projection *p, TupleTableSlot *slot)
 	else
 	{
 		char	   *src;
+		bool		n1,
+					n2,
+					n3;
 
 		d = slot_getattr(slot, Anum_pc_upsert_types, &isnull);
 		strlist_from_array(&p->event_types, d, isnull);
@@ -658,9 +665,14 @@ load_row(Projection *p, TupleTableSlot *slot)
 		strlist_from_array(&p->delete_types, d, isnull);
 		if (p->delete_types.n < 0)
 			p->delete_types.n = 0;
-		p->target = DatumGetObjectId(slot_getattr(slot, Anum_pc_target, &isnull));
-		p->key_column = pstrdup(NameStr(*DatumGetName(slot_getattr(slot, Anum_pc_key_column, &isnull))));
-		src = TextDatumGetCString(slot_getattr(slot, Anum_pc_key_source, &isnull));
+		d = slot_getattr(slot, Anum_pc_target, &n1);
+		p->target = n1 ? InvalidOid : DatumGetObjectId(d);
+		d = slot_getattr(slot, Anum_pc_key_column, &n2);
+		p->key_column = n2 ? "" : pstrdup(NameStr(*DatumGetName(d)));
+		d = slot_getattr(slot, Anum_pc_key_source, &n3);
+		src = n3 ? "" : TextDatumGetCString(d);
+		if ((n1 || n2 || n3) && p->broken == NULL)
+			p->broken = psprintf("the definition of projection \"%s\" is incomplete", p->name);
 		if (!parse_key_source(src, &p->key_is_stream, &p->npath, &p->path) && p->broken == NULL)
 			p->broken = psprintf("invalid key source of projection \"%s\"", p->name);
 		d = slot_getattr(slot, Anum_pc_column_map, &isnull);
@@ -2025,4 +2037,22 @@ evstore_projection_rebuild_progress(PG_FUNCTION_ARGS)
 	}
 	LWLockRelease(proj_shared->lock);
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(evstore_projections_catalog_changed);
+
+/* evstore.projections_catalog_changed() -> trigger */
+Datum
+evstore_projections_catalog_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("evstore.projections_catalog_changed() must be called as a trigger")));
+
+	/* every backend reloads its projection cache when this commits */
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);	/* AFTER STATEMENT: result ignored */
 }
