@@ -96,6 +96,7 @@ enum
 #define PROJ_MAX_SLOTS		256
 #define PROJ_ERRLEN			256
 #define PROJ_NAME_MAX		(NAMEDATALEN - 1)
+#define PROJ_MAX_SHAPES		16	/* upsert plans kept per sync projection */
 
 /* ---------------------------------------------------------------------
  * Shared memory: statistics and rebuild progress
@@ -174,9 +175,13 @@ typedef struct Projection
 	char	  **path;
 	Jsonb	   *column_map;
 
-	/* sync: prepared on first use */
+	/* sync: prepared on first use; one upsert plan per set of columns */
 	bool		prepared;
-	SPIPlanPtr	upsert_plan;
+	char	   *qrel;			/* quoted, qualified target name */
+	int			nshapes;
+	int			next_evict;
+	Bitmapset  *shape_mask[PROJ_MAX_SHAPES];
+	SPIPlanPtr	shape_plan[PROJ_MAX_SHAPES];
 	SPIPlanPtr	delete_plan;
 	SyncColumn	keycol;
 	int			ncols;
@@ -695,8 +700,8 @@ free_cache(void)
 	{
 		Projection *p = &cache.projs[i];
 
-		if (p->upsert_plan)
-			old_plans = lappend(old_plans, p->upsert_plan);
+		for (int k = 0; k < p->nshapes; k++)
+			old_plans = lappend(old_plans, p->shape_plan[k]);
 		if (p->delete_plan)
 			old_plans = lappend(old_plans, p->delete_plan);
 	}
@@ -840,6 +845,89 @@ init_column(SyncColumn *c, Form_pg_attribute att, const char *attname, MemoryCon
 }
 
 /*
+ * The upsert for events carrying exactly the columns in mask: columns not
+ * in the event are left out of the INSERT (so a new row gets their
+ * defaults) and out of the UPDATE (so an existing row keeps them).
+ */
+static SPIPlanPtr
+build_shape_plan(Projection *p, Bitmapset *mask, bool keep)
+{
+	StringInfoData ins,
+				vals,
+				upd;
+	Oid		   *argtypes = palloc(sizeof(Oid) * (1 + p->ncols));
+	int			nargs = 1;
+	int			i = -1;
+	int			save_nestlevel;
+	SPIPlanPtr	plan;
+
+	initStringInfo(&ins);
+	initStringInfo(&vals);
+	initStringInfo(&upd);
+	argtypes[0] = p->keycol.typid;
+	appendStringInfo(&ins, "INSERT INTO %s AS t (%s", p->qrel, quote_identifier(p->key_column));
+	appendStringInfoString(&vals, "$1");
+	while ((i = bms_next_member(mask, i)) >= 0)
+	{
+		const char *qc = quote_identifier(p->cols[i].colname);
+
+		argtypes[nargs++] = p->cols[i].typid;
+		appendStringInfo(&ins, ", %s", qc);
+		appendStringInfo(&vals, ", $%d", nargs);
+		appendStringInfo(&upd, "%s%s = EXCLUDED.%s", nargs > 2 ? ", " : "", qc, qc);
+	}
+	appendStringInfo(&ins, ") VALUES (%s) ON CONFLICT (%s) DO ", vals.data,
+					 quote_identifier(p->key_column));
+	if (nargs > 1)
+		appendStringInfo(&ins, "UPDATE SET %s", upd.data);
+	else
+		appendStringInfoString(&ins, "NOTHING");
+
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "evstore: SPI_connect failed");
+	plan = SPI_prepare_cursor(ins.data, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "evstore: could not prepare \"%s\": %s", ins.data,
+			 SPI_result_code_string(SPI_result));
+	if (keep)
+		SPI_keepplan(plan);
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+	return keep ? plan : NULL;
+}
+
+/* The cached upsert plan for a set of columns, built when first seen. */
+static SPIPlanPtr
+shape_plan(Projection *p, Bitmapset *mask)
+{
+	int			k;
+	MemoryContext old;
+
+	for (k = 0; k < p->nshapes; k++)
+		if (bms_equal(p->shape_mask[k], mask))
+			return p->shape_plan[k];
+
+	if (p->nshapes < PROJ_MAX_SHAPES)
+		k = p->nshapes++;
+	else
+	{
+		/* nothing is executing a plan of this projection at this point */
+		k = p->next_evict;
+		p->next_evict = (p->next_evict + 1) % PROJ_MAX_SHAPES;
+		SPI_freeplan(p->shape_plan[k]);
+		p->shape_plan[k] = NULL;
+	}
+	p->shape_plan[k] = build_shape_plan(p, mask, true);
+	old = MemoryContextSwitchTo(cache.cxt);
+	p->shape_mask[k] = bms_copy(mask);
+	MemoryContextSwitchTo(old);
+	return p->shape_plan[k];
+}
+
+/*
  * Describe the target and build the plans.  With keep, the plans are
  * saved in the projection; otherwise (create time) they only validate.
  * Raises clear errors for every problem with the definition.
@@ -855,16 +943,10 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 	Oid			eqop;
 	List	   *indexes;
 	ListCell   *lc;
-	char	   *qrel;
-	StringInfoData ins,
-				vals,
-				upd,
-				del;
-	Oid		   *argtypes;
-	int			nargs;
+	StringInfoData del;
+	Oid			keytype;
 	int			save_nestlevel;
 	SPIPlanPtr	plan;
-	List	   *dpcontext;
 	MemoryContext old;
 
 	rel = table_open(p->target, AccessShareLock);
@@ -983,54 +1065,12 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 			continue;
 		init_column(&p->cols[p->ncols++], att, src, cxt);
 	}
-	nargs = 1 + 2 * p->ncols;
-	argtypes = palloc(sizeof(Oid) * nargs);
-	p->values = palloc0(sizeof(Datum) * nargs);
-	p->nulls = palloc(sizeof(char) * nargs);
+	p->values = palloc0(sizeof(Datum) * (1 + p->ncols));
+	p->nulls = palloc(sizeof(char) * (1 + p->ncols));
+	p->qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										 RelationGetRelationName(rel));
 	MemoryContextSwitchTo(old);
-
-	/* names and defaults are resolved with a fixed, safe search_path */
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-
-	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-									  RelationGetRelationName(rel));
-	dpcontext = deparse_context_for(RelationGetRelationName(rel), p->target);
-	initStringInfo(&ins);
-	initStringInfo(&vals);
-	initStringInfo(&upd);
-	appendStringInfo(&ins, "INSERT INTO %s AS t (%s", qrel, quote_identifier(p->key_column));
-	appendStringInfoString(&vals, "$1");
-	argtypes[0] = p->keycol.typid;
-	for (int i = 0; i < p->ncols; i++)
-	{
-		SyncColumn *c = &p->cols[i];
-		const char *qc = quote_identifier(c->colname);
-		int			vp = 2 + 2 * i;
-		char	   *def = "NULL";
-		AttrNumber	attnum = get_attnum(p->target, c->colname);
-
-		argtypes[vp - 1] = c->typid;
-		argtypes[vp] = BOOLOID;
-		if (td->constr)
-		{
-			for (int k = 0; k < td->constr->num_defval; k++)
-				if (td->constr->defval[k].adnum == attnum)
-					def = deparse_expression(stringToNode(td->constr->defval[k].adbin),
-											 dpcontext, false, false);
-		}
-		appendStringInfo(&ins, ", %s", qc);
-		appendStringInfo(&vals, ", CASE WHEN $%d THEN $%d ELSE (%s) END", vp + 1, vp, def);
-		appendStringInfo(&upd, "%s%s = CASE WHEN $%d THEN $%d ELSE t.%s END",
-						 i > 0 ? ", " : "", qc, vp + 1, vp, qc);
-	}
-	appendStringInfo(&ins, ") VALUES (%s) ON CONFLICT (%s) DO ", vals.data,
-					 quote_identifier(p->key_column));
-	if (p->ncols > 0)
-		appendStringInfo(&ins, "UPDATE SET %s", upd.data);
-	else
-		appendStringInfoString(&ins, "NOTHING");
+	keytype = p->keycol.typid;
 
 	initStringInfo(&del);
 	{
@@ -1040,27 +1080,22 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 		if (!HeapTupleIsValid(optup))
 			elog(ERROR, "evstore: cache lookup failed for operator %u", eqop);
 		op = (Form_pg_operator) GETSTRUCT(optup);
-		appendStringInfo(&del, "DELETE FROM %s WHERE %s OPERATOR(%s.%s) $1", qrel,
+		appendStringInfo(&del, "DELETE FROM %s WHERE %s OPERATOR(%s.%s) $1", p->qrel,
 						 quote_identifier(p->key_column),
 						 quote_identifier(get_namespace_name(op->oprnamespace)),
 						 NameStr(op->oprname));
 		ReleaseSysCache(optup);
 	}
 
+	/* names are resolved with a fixed, safe search_path */
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "evstore: SPI_connect failed");
-	plan = SPI_prepare(ins.data, nargs, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "evstore: could not prepare \"%s\": %s", ins.data,
-			 SPI_result_code_string(SPI_result));
-	if (keep)
-	{
-		SPI_keepplan(plan);
-		p->upsert_plan = plan;
-	}
 	if (p->delete_types.n > 0)
 	{
-		plan = SPI_prepare(del.data, 1, argtypes);
+		plan = SPI_prepare_cursor(del.data, 1, &keytype, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "evstore: could not prepare \"%s\": %s", del.data,
 				 SPI_result_code_string(SPI_result));
@@ -1073,7 +1108,17 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
 	table_close(rel, AccessShareLock);
-	if (keep)
+
+	/* at create time, check that the upsert of every column prepares */
+	if (!keep)
+	{
+		Bitmapset  *all = NULL;
+
+		for (int i = 0; i < p->ncols; i++)
+			all = bms_add_member(all, i);
+		(void) build_shape_plan(p, all, false);
+	}
+	else
 		p->prepared = true;
 }
 
@@ -1154,6 +1199,9 @@ apply_sync(Projection *p, TupleTableSlot *slot, const char *type, int typelen)
 	Jsonb	   *data;
 	Datum		key;
 	int			rc;
+	int			nv = 1;
+	Bitmapset  *mask = NULL;
+	SPIPlanPtr	plan;
 
 	if (!p->prepared)
 		sync_prepare(p, true, cache.cxt);
@@ -1216,22 +1264,23 @@ apply_sync(Projection *p, TupleTableSlot *slot, const char *type, int typelen)
 			JsonbValue	buf;
 			JsonbValue *v = is_obj ?
 				getKeyJsonValueFromContainer(&data->root, col->attname, col->attlen, &buf) : NULL;
-			bool		vnull = true;
+			bool		vnull;
 
-			if (v)
-				p->values[1 + 2 * i] = json_to_datum(v, col, col->attname, &vnull);
-			p->nulls[1 + 2 * i] = vnull ? 'n' : ' ';
-			p->values[2 + 2 * i] = BoolGetDatum(v != NULL);
-			p->nulls[2 + 2 * i] = ' ';
+			if (v == NULL)
+				continue;
+			mask = bms_add_member(mask, i);
+			p->values[nv] = json_to_datum(v, col, col->attname, &vnull);
+			p->nulls[nv] = vnull ? 'n' : ' ';
+			nv++;
 		}
+		plan = shape_plan(p, mask);
 	}
+	else
+		plan = p->delete_plan;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "evstore: SPI_connect failed");
-	if (is_delete)
-		rc = SPI_execute_plan(p->delete_plan, p->values, p->nulls, false, 0);
-	else
-		rc = SPI_execute_plan(p->upsert_plan, p->values, p->nulls, false, 0);
+	rc = SPI_execute_plan(plan, p->values, p->nulls, false, 0);
 	if (rc < 0)
 		elog(ERROR, "evstore: projection \"%s\" failed: %s", p->name,
 			 SPI_result_code_string(rc));
