@@ -571,7 +571,7 @@ parse_key_source(const char *src, bool *is_stream, int *npath, char ***path)
 	for (;;)
 	{
 		const char *dot = strchr(p, '.');
-		int			len = dot ? dot - p : strlen(p);
+		int			len = dot ? (int) (dot - p) : (int) strlen(p);
 
 		if (len == 0)
 			return false;
@@ -1752,7 +1752,7 @@ evstore_create_sync_projection(PG_FUNCTION_ARGS)
 	nulls[9] = isnull ? 'n' : ' ';
 
 	/* the creator must be allowed to do what the projection will do */
-	for (int i = 0; i < lengthof(privs); i++)
+	for (int i = 0; i < (int) lengthof(privs); i++)
 		if ((need & privs[i].mode) &&
 			pg_class_aclcheck(target, GetUserId(), privs[i].mode) != ACLCHECK_OK)
 			ereport(ERROR,

@@ -598,6 +598,8 @@ REVOKE ALL ON FUNCTION
     evstore.read_correlated(text, bigint, integer),
     evstore.causal_chain(uuid, integer),
     evstore.causes(uuid, integer)
+FROM PUBLIC;
+
 -- ==== projections (0.2.0) ====
 -- Read models maintained inside the appending transaction (docs/projections.md).
 -- Definitions live in evstore.projections_catalog (dumped with the data);
