@@ -1244,6 +1244,8 @@ apply_sync(Projection *p, TupleTableSlot *slot, const char *type, int typelen)
 				break;
 			c = v->type == jbvBinary ? v->val.binary.data : NULL;
 		}
+		if ((v == NULL || v->type == jbvNull) && type[0] == '$')
+			return;				/* a marker without the key: nothing to do */
 		if (v == NULL || v->type == jbvNull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -1387,6 +1389,10 @@ proj_matches(const Projection *p, const char *cat, int catlen,
 		return false;
 	if (p->is_sync && strlist_contains(&p->delete_types, type, typelen))
 		return true;
+	/* evstore's own markers ($StreamDeleted...) reach a sync projection only by name */
+	if (p->is_sync && typelen > 0 && type[0] == '$' &&
+		!(p->event_types.n >= 0 && strlist_contains(&p->event_types, type, typelen)))
+		return false;
 	if (p->event_types.n >= 0 && !strlist_contains(&p->event_types, type, typelen))
 		return false;
 	return true;
