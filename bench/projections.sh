@@ -20,7 +20,7 @@
 # append_events call, where the fixed cost of a transaction weighs less and
 # the per-event cost of projections shows more.
 #
-#   sudo bench/projections.sh      (BENCH_SECONDS=4 BENCH_ROUNDS=5 BENCH_PORT=5541)
+#   sudo bench/projections.sh      (BENCH_SECONDS=2 BENCH_ROUNDS=11 BENCH_PORT=5541)
 #
 # It builds and installs evstore from this tree and runs its own server, all
 # under the machine-wide install lock.
@@ -29,8 +29,8 @@ if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
 export PATH="/usr/lib/postgresql/15/bin:$PATH"
 here=$(cd "$(dirname "$0")/.." && pwd)
 PORT=${BENCH_PORT:-5541}
-SECS=${BENCH_SECONDS:-4}
-ROUNDS=${BENCH_ROUNDS:-5}
+SECS=${BENCH_SECONDS:-2}
+ROUNDS=${BENCH_ROUNDS:-11}
 
 exec 9>/tmp/evstore-install.lock
 flock 9
