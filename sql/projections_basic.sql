@@ -157,6 +157,8 @@ SELECT evstore.create_sync_projection('bad', 'my_page', 'order_id', column_map =
 SELECT evstore.create_sync_projection('bad', 'my_page', 'order_id', column_map => '{"x": "order_id"}');
 SELECT evstore.create_sync_projection('bad', 'evstore.streams', 'stream_id');
 SELECT evstore.create_sync_projection('bad', 'evstore.projections', 'name');
+CREATE TEMP TABLE temp_model (k text PRIMARY KEY);
+SELECT evstore.create_sync_projection('bad', 'temp_model', 'k');
 SELECT count(*) FROM evstore.projections WHERE name = 'bad';
 -- their SQLSTATEs
 CREATE FUNCTION sqlstate_of(cmd text) RETURNS text LANGUAGE plpgsql AS $$

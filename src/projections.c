@@ -957,6 +957,11 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("target of projection \"%s\" must be a table", p->name),
 				 errdetail("\"%s\" is not a table.", RelationGetRelationName(rel))));
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("target of projection \"%s\" must not be a temporary table", p->name),
+				 errdetail("Appends from every session write the read model.")));
 	if (RelationGetNamespace(rel) == evstore_catalog()->namespace_oid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
