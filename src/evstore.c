@@ -12,11 +12,13 @@
  *	  guard.c     append-only triggers
  *	  util.c      category, hashing, UUIDv7
  *	  lifecycle.c delete/tombstone streams, append wake-up (NOTIFY)
+ *	  projections.c  read models kept in the appending transaction
  *
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
 #include "lifecycle.h"
+#include "projections.h"
 
 #include "fmgr.h"
 
@@ -31,4 +33,5 @@ _PG_init(void)
 	evstore_fence_init();
 	evstore_append_init();
 	evstore_lifecycle_init();
+	evstore_projections_init();
 }
