@@ -12,12 +12,14 @@
  *	  guard.c     append-only triggers
  *	  util.c      category, hashing, UUIDv7
  *	  lifecycle.c delete/tombstone streams, append wake-up (NOTIFY)
+ *	  projections.c  read models kept in the appending transaction
  *	  shredding.c crypto-shredding: protect, reveal, forget
  *
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
 #include "lifecycle.h"
+#include "projections.h"
 #include "shredding.h"
 
 #include "fmgr.h"
@@ -33,5 +35,6 @@ _PG_init(void)
 	evstore_fence_init();
 	evstore_append_init();
 	evstore_lifecycle_init();
+	evstore_projections_init();
 	evstore_shredding_init();
 }

@@ -807,6 +807,130 @@ REVOKE ALL ON FUNCTION
     evstore.causes(uuid, integer)
 FROM PUBLIC;
 
+-- ==== projections (0.2.0) ====
+-- Read models maintained inside the appending transaction (docs/projections.md).
+-- Definitions live in evstore.projections_catalog (dumped with the data);
+-- counters and rebuild progress live in shared memory (see the views).
+
+CREATE TABLE evstore.projections_catalog (
+    name           text        NOT NULL,
+    kind           text        NOT NULL,
+    owner          regrole     NOT NULL,
+    handler        text,
+    reset_function text,
+    target         regclass,
+    key_column     name,
+    key_source     text,
+    upsert_types   text[],
+    delete_types   text[],
+    column_map     jsonb,
+    categories     text[],
+    event_types    text[],
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    rebuilt_at     timestamptz,
+    CONSTRAINT projections_catalog_pkey PRIMARY KEY (name),
+    CONSTRAINT projections_catalog_kind_check CHECK (kind IN ('handler', 'sync'))
+);
+COMMENT ON TABLE evstore.projections_catalog IS
+    'Projection definitions; change them only through evstore.create_projection/create_sync_projection/drop_projection';
+SELECT pg_catalog.pg_extension_config_dump('evstore.projections_catalog', '');
+
+-- evstore.projections_catalog_changed() -> trigger
+-- Any change to the catalog (pg_restore's COPY included) makes every
+-- backend reload its cached projections.
+CREATE FUNCTION evstore.projections_catalog_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'evstore_projections_catalog_changed';
+CREATE TRIGGER projections_catalog_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON evstore.projections_catalog
+    FOR EACH STATEMENT EXECUTE FUNCTION evstore.projections_catalog_changed();
+
+-- evstore.create_projection(name text, handler regprocedure, categories text[],
+--     event_types text[], reset_function regprocedure) -> void
+CREATE FUNCTION evstore.create_projection(
+    name text,
+    handler regprocedure,
+    categories text[] DEFAULT NULL,
+    event_types text[] DEFAULT NULL,
+    reset_function regprocedure DEFAULT NULL)
+RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_create_projection';
+
+-- evstore.create_sync_projection(name text, target regclass, key_column name,
+--     key_source text, upsert_types text[], delete_types text[],
+--     column_map jsonb, categories text[]) -> void
+CREATE FUNCTION evstore.create_sync_projection(
+    name text,
+    target regclass,
+    key_column name,
+    key_source text DEFAULT 'stream_id',
+    upsert_types text[] DEFAULT NULL,
+    delete_types text[] DEFAULT NULL,
+    column_map jsonb DEFAULT NULL,
+    categories text[] DEFAULT NULL)
+RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_create_sync_projection';
+
+-- evstore.drop_projection(name text, if_exists boolean) -> boolean
+CREATE FUNCTION evstore.drop_projection(name text, if_exists boolean DEFAULT false)
+RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_drop_projection';
+
+-- evstore.rebuild_projection(name text, notice_every integer) -> bigint
+CREATE FUNCTION evstore.rebuild_projection(name text, notice_every integer DEFAULT 10000)
+RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_rebuild_projection';
+
+-- evstore.projection_stats() -> SETOF (name, events_processed, last_position,
+--     last_error, last_error_position, last_error_at)
+CREATE FUNCTION evstore.projection_stats(
+    OUT name text, OUT events_processed bigint, OUT last_position bigint,
+    OUT last_error text, OUT last_error_position bigint,
+    OUT last_error_at timestamptz)
+RETURNS SETOF record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_projection_stats';
+
+-- evstore.projection_rebuild_progress() -> SETOF (name, pid, started_at,
+--     events_replayed, position, target_position)
+CREATE FUNCTION evstore.projection_rebuild_progress(
+    OUT name text, OUT pid integer, OUT started_at timestamptz,
+    OUT events_replayed bigint, OUT at_position bigint, OUT target_position bigint)
+RETURNS SETOF record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_projection_rebuild_progress';
+
+CREATE VIEW evstore.projections AS
+SELECT c.name, c.kind, c.owner, c.handler, c.reset_function, c.target,
+       c.key_column, c.key_source, c.upsert_types, c.delete_types,
+       c.column_map, c.categories, c.event_types, c.created_at, c.rebuilt_at,
+       COALESCE(s.events_processed, 0) AS events_processed,
+       s.last_position, s.last_error, s.last_error_position, s.last_error_at
+  FROM evstore.projections_catalog c
+  LEFT JOIN evstore.projection_stats() s ON s.name = c.name;
+COMMENT ON VIEW evstore.projections IS
+    'Projections with their definition and, since server start or their last rebuild, what committed transactions applied';
+
+CREATE VIEW evstore.projection_rebuilds AS
+SELECT * FROM evstore.projection_rebuild_progress();
+COMMENT ON VIEW evstore.projection_rebuilds IS
+    'Rebuilds in progress: events replayed so far and the position reached';
+
+REVOKE ALL ON evstore.projections_catalog, evstore.projections,
+    evstore.projection_rebuilds FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    evstore.create_projection(text, regprocedure, text[], text[], regprocedure),
+    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[]),
+    evstore.drop_projection(text, boolean),
+    evstore.rebuild_projection(text, integer),
+    evstore.projection_stats(),
+    evstore.projection_rebuild_progress(),
+    evstore.projections_catalog_changed()
+FROM PUBLIC;
+
 -- ==== crypto-shredding (0.2.0) ====
 -- Forgettable payloads (docs/shredding.md): one data key per subject, kept
 -- only wrapped under a master key from outside SQL.  The key table is for
