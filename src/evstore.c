@@ -13,12 +13,14 @@
  *	  util.c      category, hashing, UUIDv7
  *	  lifecycle.c delete/tombstone streams, append wake-up (NOTIFY)
  *	  projections.c  read models kept in the appending transaction
+ *	  shredding.c crypto-shredding: protect, reveal, forget
  *
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
 #include "lifecycle.h"
 #include "projections.h"
+#include "shredding.h"
 
 #include "fmgr.h"
 
@@ -34,4 +36,5 @@ _PG_init(void)
 	evstore_append_init();
 	evstore_lifecycle_init();
 	evstore_projections_init();
+	evstore_shredding_init();
 }
