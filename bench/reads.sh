@@ -31,10 +31,17 @@ SELECT evstore.append_events('mid-1',
 SELECT count(evstore.append_events('big-1',
     (SELECT jsonb_agg(jsonb_build_object('type', 'E', 'data', jsonb_build_object('n', v, 'pad', repeat('x', 100)))) FROM generate_series(1, 1000) v)))
 FROM generate_series(1, 100);
--- background: 10 categories, 5 event types, streams of 10 events
-SELECT count(evstore.append_events('cat' || (s % 10) || '-' || s,
-    (SELECT jsonb_agg(jsonb_build_object('type', 'Type' || ((s + v) % 5), 'data', jsonb_build_object('n', v, 'pad', repeat('y', 80)))) FROM generate_series(1, 10) v)))
-FROM generate_series(1, $READS_EVENTS / 10) s;
+-- background: 10 categories, 5 event types, streams of 10 events; commits
+-- every 1,000 streams (each append holds a per-stream lock until commit:
+-- tens of thousands of streams in one transaction exhaust the lock table)
+DO \$\$
+BEGIN
+    FOR s IN 1 .. $READS_EVENTS / 10 LOOP
+        PERFORM evstore.append_events('cat' || (s % 10) || '-' || s,
+            (SELECT jsonb_agg(jsonb_build_object('type', 'Type' || ((s + v) % 5), 'data', jsonb_build_object('n', v, 'pad', repeat('y', 80)))) FROM generate_series(1, 10) v));
+        IF s % 1000 = 0 THEN COMMIT; END IF;
+    END LOOP;
+END \$\$;
 VACUUM ANALYZE;
 SQL
 maxpos=$(psql_b -At -c "SELECT max(global_position) FROM evstore.events")
