@@ -6,7 +6,7 @@ MODULE_big = evstore
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 SHLIB_LINK += -lcrypto -luuid
 PG_CPPFLAGS += -Isrc
-PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
 # The install script is generated from the single source src/evstore.sql;
 # upgrade scripts live in updates/ and are installed as they are.

@@ -17,6 +17,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "lifecycle.h"
 
 #include "access/table.h"
 #include "access/tableam.h"
@@ -444,10 +445,14 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 
 	/* make the new rows visible to the rest of this transaction */
 	CommandCounterIncrement();
+
+	/* optional LISTEN/NOTIFY wake-up (evstore.notify_channel) */
+	evstore_lifecycle_notify(stream_id, sidlen);
 }
 
-static Datum
-make_result(FunctionCallInfo fcinfo, const EvstoreAppendResult *r)
+/* An evstore.append_result datum for a function returning that type. */
+Datum
+evstore_append_result_datum(FunctionCallInfo fcinfo, const EvstoreAppendResult *r)
 {
 	TupleDesc	tupdesc;
 	Datum		values[2];
@@ -494,7 +499,7 @@ evstore_append_event(PG_FUNCTION_ARGS)
 
 	evstore_append_batch(stream_id, sidlen, &ev, 1,
 			  !PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4), &result);
-	PG_RETURN_DATUM(make_result(fcinfo, &result));
+	PG_RETURN_DATUM(evstore_append_result_datum(fcinfo, &result));
 }
 
 static const char *
@@ -689,5 +694,5 @@ evstore_append_events(PG_FUNCTION_ARGS)
 
 	evstore_append_batch(stream_id, sidlen, evs, n,
 			  !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2), &result);
-	PG_RETURN_DATUM(make_result(fcinfo, &result));
+	PG_RETURN_DATUM(evstore_append_result_datum(fcinfo, &result));
 }

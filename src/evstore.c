@@ -11,10 +11,12 @@
  *	  read.c      read_stream / stream_version / read_all
  *	  guard.c     append-only triggers
  *	  util.c      category, hashing, UUIDv7
+ *	  lifecycle.c delete/tombstone streams, append wake-up (NOTIFY)
  *
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "lifecycle.h"
 
 #include "fmgr.h"
 
@@ -28,4 +30,5 @@ _PG_init(void)
 	evstore_catalog_init();
 	evstore_fence_init();
 	evstore_append_init();
+	evstore_lifecycle_init();
 }

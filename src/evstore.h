@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "fmgr.h"
 #include "access/skey.h"
 #include "nodes/execnodes.h"
 #include "datatype/timestamp.h"
@@ -111,6 +112,8 @@ typedef void (*evstore_event_hook_type) (Relation events_rel, TupleTableSlot *sl
 extern PGDLLIMPORT evstore_event_hook_type evstore_event_hook;
 
 extern void evstore_append_init(void);
+extern Datum evstore_append_result_datum(FunctionCallInfo fcinfo,
+										 const EvstoreAppendResult *r);
 extern void evstore_append_batch(const char *stream_id, int sidlen,
 								 EvstoreNewEvent *evs, int n,
 								 bool has_expected, int64 expected,

@@ -36,6 +36,19 @@ foreach my $old (@released)
 		'OrderPlaced,OrderPaid', "$old: events survive the update");
 	is($node->safe_psql($db, "SELECT stream_version || '/' || global_position FROM evstore.append_event('order-1', 'OrderShipped', '{}', NULL, 1)"),
 		'2/4', "$old: appends continue at the right version and position");
+	# lifecycle features work on the updated database
+	is($node->safe_psql($db, q{
+		SELECT evstore.create_subscription('up-sub', ARRAY['order']);
+		SELECT (evstore.delete_stream('order-2', 0)).stream_version;
+		SELECT evstore.stream_version('order-2');
+		SELECT evstore.save_snapshot('order-1', 2, '{"paid": true}');
+		SELECT stream_version FROM evstore.load_snapshot('order-1');
+		SELECT count(*) FROM evstore.subscription_fetch('up-sub', 0, 100, 'w');
+		SELECT evstore.subscription_ack('up-sub', 0, evstore.read_all_horizon(), 'w');
+		SELECT evstore.mark_processed('w', event_id) FROM evstore.events WHERE global_position = 1;
+		SELECT evstore.mark_processed('w', event_id) FROM evstore.events WHERE global_position = 1;
+		SELECT (evstore.tombstone_stream('order-3')).stream_version;
+	}), "\n1\n-1\nt\n2\n5\nt\nt\nf\n0", "$old: lifecycle functions work after the update");
 	is(catalog_description($node, $db), $fresh,
 		"$old: updated schema equals a fresh $default install");
 }

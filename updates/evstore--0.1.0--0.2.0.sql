@@ -4,3 +4,598 @@
 -- schema of a fresh install).
 
 \echo Use "ALTER EXTENSION evstore UPDATE TO '0.2.0'" to load this file. \quit
+
+-- ==== lifecycle (0.2.0) ====
+-- Stream deletion, snapshots, durable subscriptions, idempotent consumers,
+-- correlation and causation lookups.  Reference: docs/lifecycle.md.
+
+------------------------------------------------------------------------------
+-- Deleting streams
+------------------------------------------------------------------------------
+
+-- evstore.delete_stream(stream_id text, expected_version bigint,
+--     metadata jsonb) -> append_result
+CREATE FUNCTION evstore.delete_stream(
+    stream_id text,
+    expected_version bigint DEFAULT NULL,
+    metadata jsonb DEFAULT NULL)
+RETURNS evstore.append_result
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_delete_stream';
+COMMENT ON FUNCTION evstore.delete_stream(text, bigint, jsonb) IS
+    'Soft-delete a stream: appends a "$StreamDeleted" marker, reads return nothing, a later append continues after the marker';
+
+-- evstore.tombstone_stream(stream_id text, expected_version bigint,
+--     metadata jsonb) -> append_result
+CREATE FUNCTION evstore.tombstone_stream(
+    stream_id text,
+    expected_version bigint DEFAULT NULL,
+    metadata jsonb DEFAULT NULL)
+RETURNS evstore.append_result
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_tombstone_stream';
+COMMENT ON FUNCTION evstore.tombstone_stream(text, bigint, jsonb) IS
+    'Delete a stream for good: appends a "$StreamTombstoned" marker; later appends fail with ES002';
+
+------------------------------------------------------------------------------
+-- Snapshots: one per stream, the newest wins
+------------------------------------------------------------------------------
+
+CREATE TABLE evstore.snapshots (
+    stream_id      text        NOT NULL,
+    stream_version bigint      NOT NULL,
+    state          jsonb       NOT NULL,
+    created_at     timestamptz NOT NULL,
+    CONSTRAINT snapshots_pkey PRIMARY KEY (stream_id),
+    CONSTRAINT snapshots_stream_version_check CHECK (stream_version >= 0)
+);
+COMMENT ON TABLE evstore.snapshots IS
+    'Latest snapshot of each stream: the state after applying its events up to stream_version';
+SELECT pg_catalog.pg_extension_config_dump('evstore.snapshots', '');
+
+-- evstore.save_snapshot(stream_id text, stream_version bigint, state jsonb) -> boolean
+CREATE FUNCTION evstore.save_snapshot(
+    stream_id text,
+    stream_version bigint,
+    state jsonb)
+RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    st record;
+BEGIN
+    IF $1 IS NULL OR $1 = '' THEN
+        RAISE EXCEPTION 'stream_id must not be null or empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $2 IS NULL OR $3 IS NULL THEN
+        RAISE EXCEPTION 'stream_version and state must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF $2 < 0 THEN
+        RAISE EXCEPTION 'stream_version must be >= 0, not %', $2
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT s.version, s.first_version, s.deleted_at IS NOT NULL AS deleted
+      INTO st FROM evstore.streams s WHERE s.stream_id = $1;
+    IF NOT FOUND OR st.deleted OR $2 > st.version THEN
+        RAISE EXCEPTION 'cannot save a snapshot of stream "%" at version %', $1, $2
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The stream''s version is %s; a snapshot cannot be ahead of the stream.',
+                                  CASE WHEN NOT FOUND OR st.deleted THEN -1 ELSE st.version END);
+    END IF;
+    IF $2 < st.first_version THEN
+        RAISE EXCEPTION 'cannot save a snapshot of stream "%" at version %', $1, $2
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The stream was deleted and restarted at version %s; older events are no longer part of it.',
+                                  st.first_version);
+    END IF;
+    INSERT INTO evstore.snapshots AS sn (stream_id, stream_version, state, created_at)
+        VALUES ($1, $2, $3, pg_catalog.clock_timestamp())
+        ON CONFLICT ON CONSTRAINT snapshots_pkey DO UPDATE
+            SET stream_version = excluded.stream_version,
+                state = excluded.state,
+                created_at = excluded.created_at
+            WHERE sn.stream_version <= excluded.stream_version
+               OR sn.stream_version < st.first_version;
+    RETURN FOUND;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.save_snapshot(text, bigint, jsonb) IS
+    'Store the state of a stream as of stream_version; false when a newer snapshot is already stored';
+
+-- evstore.load_snapshot(stream_id text) -> TABLE (stream_version bigint, state jsonb)
+CREATE FUNCTION evstore.load_snapshot(stream_id text)
+RETURNS TABLE (stream_version bigint, state jsonb)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    SELECT sn.stream_version, sn.state
+    FROM evstore.snapshots sn
+    JOIN evstore.streams s ON s.stream_id = sn.stream_id
+    WHERE sn.stream_id = $1
+      AND s.deleted_at IS NULL
+      AND sn.stream_version BETWEEN s.first_version AND s.version
+$fn$;
+COMMENT ON FUNCTION evstore.load_snapshot(text) IS
+    'The latest snapshot of a live stream (no row when there is none); continue with read_stream(stream_id, stream_version + 1)';
+
+-- evstore.delete_snapshot(stream_id text) -> boolean
+CREATE FUNCTION evstore.delete_snapshot(stream_id text)
+RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    DELETE FROM evstore.snapshots sn WHERE sn.stream_id = $1;
+    RETURN FOUND;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.delete_snapshot(text) IS
+    'Forget the snapshot of a stream (e.g. after the shape of its state changed)';
+
+------------------------------------------------------------------------------
+-- Durable subscriptions: server-side checkpoints over read_all
+------------------------------------------------------------------------------
+
+-- One row per member of a subscription's consumer group.
+CREATE TABLE evstore.subscription_checkpoints (
+    subscription   text        NOT NULL,
+    member         integer     NOT NULL,
+    group_size     integer     NOT NULL,
+    categories     text[],
+    event_types    text[],
+    lease_timeout  interval    NOT NULL,
+    acked_position bigint      NOT NULL,
+    consumer       text,
+    lease_until    timestamptz,
+    created_at     timestamptz NOT NULL,
+    updated_at     timestamptz NOT NULL,
+    CONSTRAINT subscription_checkpoints_pkey PRIMARY KEY (subscription, member),
+    CONSTRAINT subscription_checkpoints_member_check
+        CHECK (group_size BETWEEN 1 AND 256 AND member >= 0 AND member < group_size),
+    CONSTRAINT subscription_checkpoints_position_check CHECK (acked_position >= 0)
+);
+COMMENT ON TABLE evstore.subscription_checkpoints IS
+    'Durable subscriptions: filters, acknowledged position and lease of each consumer-group member';
+SELECT pg_catalog.pg_extension_config_dump('evstore.subscription_checkpoints', '');
+
+-- evstore.create_subscription(name text, categories text[], event_types text[],
+--     group_size integer, start_position bigint, lease_timeout interval) -> void
+CREATE FUNCTION evstore.create_subscription(
+    name text,
+    categories text[] DEFAULT NULL,
+    event_types text[] DEFAULT NULL,
+    group_size integer DEFAULT 1,
+    start_position bigint DEFAULT 0,
+    lease_timeout interval DEFAULT '30 seconds')
+RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF $1 IS NULL OR $1 = '' THEN
+        RAISE EXCEPTION 'subscription name must not be null or empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $4 IS NULL OR $4 < 1 OR $4 > 256 THEN
+        RAISE EXCEPTION 'group_size must be between 1 and 256, not %', coalesce($4::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $5 IS NULL OR $5 < 0 THEN
+        RAISE EXCEPTION 'start_position must be >= 0, not %', coalesce($5::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use 0 for the whole history, evstore.read_all_horizon() for new events only.';
+    END IF;
+    IF $6 IS NULL OR $6 <= interval '0' THEN
+        RAISE EXCEPTION 'lease_timeout must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position($2, NULL) IS NOT NULL OR array_position($3, NULL) IS NOT NULL
+       OR array_ndims($2) > 1 OR array_ndims($3) > 1 THEN
+        RAISE EXCEPTION 'categories and event_types must be one-dimensional arrays without nulls'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM evstore.subscription_checkpoints c WHERE c.subscription = $1) THEN
+        RAISE EXCEPTION 'subscription "%" already exists', $1
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    INSERT INTO evstore.subscription_checkpoints
+        (subscription, member, group_size, categories, event_types, lease_timeout,
+         acked_position, created_at, updated_at)
+    SELECT $1, m, $4, $2, $3, $6, $5, pg_catalog.clock_timestamp(), pg_catalog.clock_timestamp()
+    FROM pg_catalog.generate_series(0, $4 - 1) AS m
+    ON CONFLICT ON CONSTRAINT subscription_checkpoints_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription "%" already exists', $1
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.create_subscription(text, text[], text[], integer, bigint, interval) IS
+    'Create a durable subscription: filters, number of consumer-group members, start position and lease timeout';
+
+-- evstore.drop_subscription(name text, if_exists boolean) -> boolean
+CREATE FUNCTION evstore.drop_subscription(name text, if_exists boolean DEFAULT false)
+RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    DELETE FROM evstore.subscription_checkpoints c WHERE c.subscription = $1;
+    IF NOT FOUND AND NOT coalesce($2, false) THEN
+        RAISE EXCEPTION 'subscription "%" does not exist', $1
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN FOUND;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.drop_subscription(text, boolean) IS
+    'Drop a durable subscription and its checkpoints';
+
+-- Lock and return a member's row; clear errors for unknown names/members.
+-- evstore._subscription_member(name text, member integer) -> subscription_checkpoints
+CREATE FUNCTION evstore._subscription_member(name text, member integer)
+RETURNS evstore.subscription_checkpoints
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+    n integer;
+BEGIN
+    IF $1 IS NULL OR $2 IS NULL THEN
+        RAISE EXCEPTION 'subscription name and member must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO r FROM evstore.subscription_checkpoints c
+        WHERE c.subscription = $1 AND c.member = $2 FOR UPDATE;
+    IF NOT FOUND THEN
+        SELECT max(c.group_size) INTO n FROM evstore.subscription_checkpoints c
+            WHERE c.subscription = $1;
+        IF n IS NULL THEN
+            RAISE EXCEPTION 'subscription "%" does not exist', $1
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        RAISE EXCEPTION 'subscription "%" has no member %', $1, $2
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Its consumer group has %s members, numbered 0 to %s.', n, n - 1);
+    END IF;
+    RETURN r;
+END
+$fn$;
+
+-- evstore.subscription_fetch(name text, member integer, max_count integer,
+--     consumer text) -> SETOF evstore.events
+CREATE FUNCTION evstore.subscription_fetch(
+    name text,
+    member integer DEFAULT 0,
+    max_count integer DEFAULT 100,
+    consumer text DEFAULT NULL)
+RETURNS SETOF evstore.events
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER ROWS 100
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+BEGIN
+    IF $3 IS NULL OR $3 <= 0 THEN
+        RAISE EXCEPTION 'max_count must be > 0, not %', coalesce($3::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $4 = '' THEN
+        RAISE EXCEPTION 'consumer must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- fast path: our own lease has more than half of its time left, so no
+    -- other consumer can take the member; read without locking or writing
+    IF $4 IS NOT NULL THEN
+        SELECT * INTO r FROM evstore.subscription_checkpoints c
+            WHERE c.subscription = $1 AND c.member = $2;
+        IF FOUND AND r.consumer = $4
+           AND r.lease_until - r.lease_timeout / 2 > pg_catalog.clock_timestamp() THEN
+            RETURN QUERY SELECT * FROM evstore.read_all(r.acked_position, $3, r.categories,
+                r.event_types,
+                CASE WHEN r.group_size > 1 THEN r.member END,
+                CASE WHEN r.group_size > 1 THEN r.group_size END);
+            RETURN;
+        END IF;
+    END IF;
+    r := evstore._subscription_member($1, $2);
+    -- another consumer holds this member's lease: nothing for us
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
+       AND r.consumer IS DISTINCT FROM $4 THEN
+        RETURN;
+    END IF;
+    IF $4 IS NOT NULL THEN
+        UPDATE evstore.subscription_checkpoints c
+            SET consumer = $4, lease_until = pg_catalog.clock_timestamp() + r.lease_timeout
+            WHERE c.subscription = $1 AND c.member = $2;
+    END IF;
+    RETURN QUERY SELECT * FROM evstore.read_all(r.acked_position, $3, r.categories, r.event_types,
+        CASE WHEN r.group_size > 1 THEN r.member END,
+        CASE WHEN r.group_size > 1 THEN r.group_size END);
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_fetch(text, integer, integer, text) IS
+    'Next events of a subscription member after its acknowledged position (never skips; at-least-once); takes or renews the member''s lease for a named consumer';
+
+-- evstore.subscription_ack(name text, member integer, position bigint,
+--     consumer text) -> boolean
+CREATE FUNCTION evstore.subscription_ack(
+    name text,
+    member integer,
+    "position" bigint,
+    consumer text DEFAULT NULL)
+RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+    horizon bigint;
+    moved boolean;
+BEGIN
+    IF $3 IS NULL OR $3 < 0 THEN
+        RAISE EXCEPTION 'position must be >= 0, not %', coalesce($3::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $4 = '' THEN
+        RAISE EXCEPTION 'consumer must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    r := evstore._subscription_member($1, $2);
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
+       AND r.consumer IS DISTINCT FROM $4 THEN
+        RAISE EXCEPTION 'member % of subscription "%" is leased by consumer "%"', $2, $1, r.consumer
+            USING ERRCODE = 'lock_not_available',
+                  DETAIL = format('The lease runs until %s.', r.lease_until),
+                  HINT = 'A consumer whose lease expired must stop and fetch again.';
+    END IF;
+    horizon := evstore.read_all_horizon();
+    IF $3 > horizon THEN
+        RAISE EXCEPTION 'cannot acknowledge position % of subscription "%"', $3, $1
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('read_all has not reached it yet (its horizon is %s); acknowledging it could skip events.', horizon);
+    END IF;
+    moved := $3 > r.acked_position;
+    UPDATE evstore.subscription_checkpoints c
+        SET acked_position = greatest(c.acked_position, $3),
+            updated_at = CASE WHEN moved THEN pg_catalog.clock_timestamp() ELSE c.updated_at END,
+            consumer = coalesce($4, c.consumer),
+            lease_until = CASE WHEN $4 IS NULL THEN c.lease_until
+                               ELSE pg_catalog.clock_timestamp() + c.lease_timeout END
+        WHERE c.subscription = $1 AND c.member = $2;
+    RETURN moved;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_ack(text, integer, bigint, text) IS
+    'Move a member''s checkpoint forward to position (compare-and-set: never backwards; false when it was already there)';
+
+-- evstore.subscription_release(name text, member integer, consumer text) -> boolean
+CREATE FUNCTION evstore.subscription_release(name text, member integer, consumer text)
+RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+BEGIN
+    r := evstore._subscription_member($1, $2);
+    IF r.consumer IS DISTINCT FROM $3 THEN
+        RETURN false;
+    END IF;
+    UPDATE evstore.subscription_checkpoints c
+        SET consumer = NULL, lease_until = NULL
+        WHERE c.subscription = $1 AND c.member = $2;
+    RETURN true;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_release(text, integer, text) IS
+    'Give up a member''s lease (clean shutdown) so another consumer can take over at once';
+
+CREATE VIEW evstore.subscriptions AS
+SELECT c.subscription AS name,
+       c.member,
+       c.group_size,
+       c.categories,
+       c.event_types,
+       c.acked_position,
+       (SELECT count(*) FROM evstore.events e
+         WHERE e.global_position > c.acked_position
+           AND (c.categories IS NULL OR e.category = ANY (c.categories))
+           AND (c.event_types IS NULL OR e.event_type = ANY (c.event_types))
+           AND (c.group_size = 1 OR e.stream_bucket % c.group_size = c.member)) AS lag,
+       CASE WHEN c.lease_until > pg_catalog.clock_timestamp() THEN c.consumer END AS consumer,
+       CASE WHEN c.lease_until > pg_catalog.clock_timestamp() THEN c.lease_until END AS lease_until,
+       c.lease_timeout,
+       c.created_at,
+       c.updated_at
+FROM evstore.subscription_checkpoints c;
+COMMENT ON VIEW evstore.subscriptions IS
+    'Durable subscriptions, one row per consumer-group member, with lag (committed matching events after the checkpoint) and current lease';
+
+------------------------------------------------------------------------------
+-- Idempotent consumers: processed-message records
+------------------------------------------------------------------------------
+
+CREATE TABLE evstore.processed_messages (
+    consumer     text        NOT NULL,
+    event_id     uuid        NOT NULL,
+    processed_at timestamptz NOT NULL,
+    CONSTRAINT processed_messages_pkey PRIMARY KEY (consumer, event_id),
+    CONSTRAINT processed_messages_consumer_check CHECK (consumer <> '')
+);
+COMMENT ON TABLE evstore.processed_messages IS
+    'Events each consumer has processed, recorded in the consumer''s own transaction';
+SELECT pg_catalog.pg_extension_config_dump('evstore.processed_messages', '');
+
+-- evstore.mark_processed(consumer text, event_id uuid) -> boolean
+CREATE FUNCTION evstore.mark_processed(consumer text, event_id uuid)
+RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF $1 IS NULL OR $1 = '' OR $2 IS NULL THEN
+        RAISE EXCEPTION 'consumer and event_id must not be null or empty'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    INSERT INTO evstore.processed_messages (consumer, event_id, processed_at)
+        VALUES ($1, $2, pg_catalog.now())
+        ON CONFLICT ON CONSTRAINT processed_messages_pkey DO NOTHING;
+    RETURN FOUND;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.mark_processed(text, uuid) IS
+    'Record that consumer processed event_id in the current transaction; true the first time, false for a duplicate';
+
+-- evstore.is_processed(consumer text, event_id uuid) -> boolean
+CREATE FUNCTION evstore.is_processed(consumer text, event_id uuid)
+RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    SELECT EXISTS (SELECT FROM evstore.processed_messages p
+                   WHERE p.consumer = $1 AND p.event_id = $2)
+$fn$;
+
+-- evstore.prune_processed(consumer text, older_than timestamptz) -> bigint
+CREATE FUNCTION evstore.prune_processed(consumer text, older_than timestamptz)
+RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    n bigint;
+BEGIN
+    IF $1 IS NULL OR $2 IS NULL THEN
+        RAISE EXCEPTION 'consumer and older_than must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    DELETE FROM evstore.processed_messages p
+        WHERE p.consumer = $1 AND p.processed_at < $2;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.prune_processed(text, timestamptz) IS
+    'Forget a consumer''s processed-message records older than a time (once redelivery of such old events is impossible)';
+
+------------------------------------------------------------------------------
+-- Correlation and causation (metadata keys correlation_id, causation_id)
+------------------------------------------------------------------------------
+
+CREATE INDEX events_correlation_idx
+    ON evstore.events ((metadata ->> 'correlation_id'), global_position)
+    WHERE metadata ? 'correlation_id';
+CREATE INDEX events_causation_idx
+    ON evstore.events ((metadata ->> 'causation_id'), global_position)
+    WHERE metadata ? 'causation_id';
+
+-- evstore.read_correlated(correlation_id text, after_position bigint,
+--     max_count integer) -> SETOF evstore.events
+CREATE FUNCTION evstore.read_correlated(
+    correlation_id text,
+    after_position bigint DEFAULT 0,
+    max_count integer DEFAULT 1000)
+RETURNS SETOF evstore.events
+    LANGUAGE sql STABLE SECURITY DEFINER ROWS 20
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    SELECT e.* FROM evstore.events e
+    WHERE e.metadata ? 'correlation_id'
+      AND e.metadata ->> 'correlation_id' = $1
+      AND e.global_position > coalesce($2, 0)
+    ORDER BY e.global_position
+    LIMIT $3
+$fn$;
+COMMENT ON FUNCTION evstore.read_correlated(text, bigint, integer) IS
+    'Events whose metadata carries this correlation_id, in global order';
+
+-- evstore.causal_chain(root_event_id uuid, max_depth integer)
+--     -> TABLE (depth integer, <columns of evstore.events>)
+CREATE FUNCTION evstore.causal_chain(root_event_id uuid, max_depth integer DEFAULT 100)
+RETURNS TABLE (depth integer, global_position bigint, stream_id text,
+               stream_version bigint, event_id uuid, event_type text,
+               data jsonb, metadata jsonb, recorded_at timestamptz,
+               category text, stream_bucket smallint)
+    LANGUAGE sql STABLE SECURITY DEFINER ROWS 20
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    WITH RECURSIVE chain (depth, pos, id) AS (
+        SELECT 0, e.global_position, e.event_id
+        FROM evstore.events e WHERE e.event_id = $1
+      UNION
+        SELECT c.depth + 1, e.global_position, e.event_id
+        FROM chain c
+        JOIN evstore.events e
+          ON e.metadata ? 'causation_id' AND e.metadata ->> 'causation_id' = c.id::text
+        WHERE c.depth < $2
+    )
+    SELECT c.depth, e.*
+    FROM (SELECT pos, min(depth) AS depth FROM chain GROUP BY pos) c
+    JOIN evstore.events e ON e.global_position = c.pos
+    ORDER BY e.global_position
+$fn$;
+COMMENT ON FUNCTION evstore.causal_chain(uuid, integer) IS
+    'An event and every event it caused, transitively (metadata causation_id), with the causal distance, in global order';
+
+-- evstore.causes(start_event_id uuid, max_depth integer)
+--     -> TABLE (depth integer, <columns of evstore.events>)
+CREATE FUNCTION evstore.causes(start_event_id uuid, max_depth integer DEFAULT 100)
+RETURNS TABLE (depth integer, global_position bigint, stream_id text,
+               stream_version bigint, event_id uuid, event_type text,
+               data jsonb, metadata jsonb, recorded_at timestamptz,
+               category text, stream_bucket smallint)
+    LANGUAGE sql STABLE SECURITY DEFINER ROWS 5
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    WITH RECURSIVE up (depth, pos, cause) AS (
+        SELECT 0, e.global_position, e.metadata ->> 'causation_id'
+        FROM evstore.events e WHERE e.event_id = $1
+      UNION ALL
+        SELECT u.depth + 1, e.global_position, e.metadata ->> 'causation_id'
+        FROM up u
+        JOIN evstore.events e
+          ON e.event_id = CASE WHEN u.cause ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$'
+                               THEN u.cause::uuid END
+        WHERE u.depth < $2
+    )
+    SELECT u.depth, e.*
+    FROM up u JOIN evstore.events e ON e.global_position = u.pos
+    ORDER BY u.depth
+$fn$;
+COMMENT ON FUNCTION evstore.causes(uuid, integer) IS
+    'An event and its causes, following metadata causation_id back to the event with that id (depth 1 = the direct cause)';
+
+------------------------------------------------------------------------------
+-- Privileges of the lifecycle objects
+------------------------------------------------------------------------------
+
+REVOKE ALL ON TABLE
+    evstore.snapshots,
+    evstore.subscription_checkpoints,
+    evstore.subscriptions,
+    evstore.processed_messages
+FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    evstore.delete_stream(text, bigint, jsonb),
+    evstore.tombstone_stream(text, bigint, jsonb),
+    evstore.save_snapshot(text, bigint, jsonb),
+    evstore.load_snapshot(text),
+    evstore.delete_snapshot(text),
+    evstore.create_subscription(text, text[], text[], integer, bigint, interval),
+    evstore.drop_subscription(text, boolean),
+    evstore._subscription_member(text, integer),
+    evstore.subscription_fetch(text, integer, integer, text),
+    evstore.subscription_ack(text, integer, bigint, text),
+    evstore.subscription_release(text, integer, text),
+    evstore.mark_processed(text, uuid),
+    evstore.is_processed(text, uuid),
+    evstore.prune_processed(text, timestamptz),
+    evstore.read_correlated(text, bigint, integer),
+    evstore.causal_chain(uuid, integer),
+    evstore.causes(uuid, integer)
+FROM PUBLIC;
