@@ -49,6 +49,38 @@ my @functions = (
 		[ '0', '100', 'NULL', 'NULL', 'NULL', 'NULL' ], 1
 	],
 );
+# lifecycle (issue 3), when this build has it
+my $U = q{'00000000-0000-4000-8000-00000000abcd'};
+my @lifecycle = (
+	[ 'evstore.delete_stream',    [qw(text bigint jsonb)], [ q{'del-1'},  'NULL', 'NULL' ], 0 ],
+	[ 'evstore.tombstone_stream', [qw(text bigint jsonb)], [ q{'tomb-1'}, 'NULL', 'NULL' ], 0 ],
+	[ 'evstore.save_snapshot',    [qw(text bigint jsonb)], [ q{'base-1'}, '1', q{'{"s":1}'} ], 0 ],
+	[ 'evstore.load_snapshot',    ['text'], [q{'base-1'}], 1 ],
+	[ 'evstore.delete_snapshot',  ['text'], [q{'base-1'}], 0 ],
+	[
+		'evstore.create_subscription',
+		[qw(text text[] text[] integer bigint interval)],
+		[ q{'sub-x'}, 'NULL', 'NULL', '1', '0', q{'30 seconds'} ], 0
+	],
+	[ 'evstore.drop_subscription',    [qw(text boolean)],             [ q{'sub-none'}, 'true' ], 0 ],
+	[ 'evstore._subscription_member', [qw(text integer)],             [ q{'sub1'}, '0' ], 0 ],
+	[ 'evstore.subscription_fetch',   [qw(text integer integer text)], [ q{'sub1'}, '0', '10', q{'c1'} ], 1 ],
+	[ 'evstore.subscription_ack',     [qw(text integer bigint text)], [ q{'sub1'}, '0', '0', q{'c1'} ], 0 ],
+	[ 'evstore.subscription_release', [qw(text integer text)],        [ q{'sub1'}, '0', q{'c1'} ], 0 ],
+	[ 'evstore.mark_processed',       [qw(text uuid)],                [ q{'c1'}, $U ], 0 ],
+	[ 'evstore.is_processed',         [qw(text uuid)],                [ q{'c1'}, $U ], 0 ],
+	[ 'evstore.prune_processed',      [qw(text timestamptz)],         [ q{'c1'}, 'now()' ], 0 ],
+	[ 'evstore.read_correlated',      [qw(text bigint integer)],      [ q{'corr-1'}, '0', '10' ], 1 ],
+	[ 'evstore.causal_chain',         [qw(uuid integer)],             [ $U, '10' ], 1 ],
+	[ 'evstore.causes',               [qw(uuid integer)],             [ $U, '10' ], 1 ],
+);
+my %exists = map { $_ => 1 } split /\n/, $node->safe_psql('postgres',
+	q{SELECT p.proname FROM pg_proc p WHERE p.pronamespace = 'evstore'::regnamespace});
+for my $f (@lifecycle)
+{
+	push @functions, $f if $exists{ $f->[0] =~ s/^evstore\.//r };
+}
+note('functions in the corpus: ' . join(' ', map { $_->[0] } @functions));
 
 srand(7004);
 
@@ -113,6 +145,8 @@ my %bad = (
 		q{'00000000-0000-4000-8000-00000000abcd'},    # stored in stream base-1 by the setup
 		q{decode('} . random_hex(16) . q{', 'hex')::text::uuid},
 	],
+	interval => [ 'NULL::interval', q{'-1 second'}, q{'0'}, q{'1000000 years'}, q{'nope'::interval} ],
+	timestamptz => [ 'NULL::timestamptz', q{'infinity'}, q{'-infinity'}, q{'nope'::timestamptz} ],
 	'text[]' => [
 		'NULL::text[]', q{'{}'::text[]}, q{ARRAY[NULL]::text[]}, q{'{{a,b},{c,d}}'::text[]},
 		q{array_fill('x'::text, ARRAY[20000])}, q{'not an array'::text[]}, q{ARRAY['']},
@@ -156,25 +190,66 @@ push @calls, [ 'evstore.read_stream', 1, [ q{'base-1'}, q{backwards => NULL} ] ]
 $node->safe_psql('postgres', q{
 SELECT evstore.append_event('base-1', 'Seed', '{}', NULL, NULL, '00000000-0000-4000-8000-00000000abcd');
 SELECT evstore.append_event('base-1', 'Seed', '{}');
-CREATE TABLE corpus_results (n int PRIMARY KEY, call text, outcome text, written bigint);
+CREATE TABLE corpus_results (n int PRIMARY KEY, call text, outcome text, written bigint, rows_changed bigint);
+-- rows in every table of the extension (events, streams, and whatever the
+-- features add: snapshots, checkpoints, keys...), as a sum of counts
+CREATE FUNCTION store_rows() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE t regclass; n bigint; total bigint := 0;
+BEGIN
+    FOR t IN SELECT c.oid::regclass FROM pg_class c
+             JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+             JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'evstore'
+             WHERE c.relkind = 'r' LOOP
+        EXECUTE format('SELECT count(*) FROM %s', t) INTO n;
+        total := total + n;
+    END LOOP;
+    RETURN total;
+END $$;
 CREATE FUNCTION try_call(n int, q text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    before_e bigint; before_s bigint; after_e bigint; after_s bigint; st text; msg text;
+    before_e bigint; before_r bigint; after_e bigint; after_r bigint; st text;
 BEGIN
     SELECT count(*) INTO before_e FROM evstore.events;
-    SELECT count(*) INTO before_s FROM evstore.streams;
+    before_r := store_rows();
     BEGIN
         EXECUTE q;
         SELECT count(*) INTO after_e FROM evstore.events;
-        INSERT INTO corpus_results VALUES (n, q, 'OK', after_e - before_e);
+        INSERT INTO corpus_results VALUES (n, q, 'OK', after_e - before_e, store_rows() - before_r);
     EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE;
         SELECT count(*) INTO after_e FROM evstore.events;
-        SELECT count(*) INTO after_s FROM evstore.streams;
-        INSERT INTO corpus_results VALUES (n, q, st, (after_e - before_e) + (after_s - before_s));
+        INSERT INTO corpus_results VALUES (n, q, st, after_e - before_e, store_rows() - before_r);
     END;
 END $$;
 });
+
+$node->safe_psql('postgres', q{SELECT evstore.create_subscription('sub1')})
+  if $exists{create_subscription};
+
+# the output plugin (issue 5), when this build has it: bad options to a
+# slot that uses it, decoded with pg_logical_slot_peek_changes
+my $has_plugin = $node->psql('postgres',
+	q{SELECT pg_create_logical_replication_slot('bad_slot', 'evstore')}) == 0;
+if ($has_plugin)
+{
+	$node->safe_psql('postgres', q{SELECT evstore.append_event('plug-1', 'Decoded', '{"x":1}')});
+	my @option_sets = (
+		[], [qw(format json)], [qw(format cloudevents)], [qw(format xml)], [ 'format', '' ],
+		[ 'format', undef ], [qw(include-metadata maybe)], [qw(include-transaction 2)],
+		[qw(include-transaction true include-transaction true)], [ 'categories', '' ],
+		[ 'categories', ',' x 10000 ], [ 'categories', 'a,,b' ], [ 'event-types', ' ' ],
+		[ 'cloudevents-source', 'x' x 100000 ], [qw(format cloudevents cloudevents-source), ''],
+		[qw(nope 1)], ['categories'], [ undef, 'x' ], [ 'FORMAT', 'json' ],
+		map({ [ 'format', 'x' . int(rand(1000)) ] } 1 .. 3),
+	);
+	for my $o (@option_sets)
+	{
+		my $arr = 'ARRAY[' . join(', ', map { defined $_ ? "'$_'" : 'NULL' } @$o) . ']::text[]';
+		push @calls, [ '__raw__', 0,
+			[ "SELECT count(*) FROM pg_logical_slot_peek_changes('bad_slot', NULL, NULL, VARIADIC $arr)" ] ];
+	}
+}
+ok(1, 'output plugin ' . ($has_plugin ? 'present: bad options are in the corpus' : 'absent: not in the corpus'));
 
 my $corpus = "SET client_min_messages = error;\n";
 my $n = 0;
@@ -182,7 +257,7 @@ for my $c (@calls)
 {
 	my ($name, $srf, $args) = @$c;
 	my $call = "$name(" . join(', ', @$args) . ')';
-	my $q = $srf ? "SELECT count(*) FROM $call" : "SELECT $call";
+	my $q = $name eq '__raw__' ? $args->[0] : $srf ? "SELECT count(*) FROM $call" : "SELECT $call";
 	$n++;
 	$corpus .= "SELECT try_call($n, \$q\$$q\$q\$);\n";
 }
@@ -213,8 +288,8 @@ is($node->safe_psql('postgres', q{
 is($node->safe_psql('postgres', q{
 	SELECT string_agg(n || ': ' || outcome || ' ' || call, E'\n') FROM corpus_results
 	WHERE outcome ~ '^(XX|58)'}), '', 'no call hit an internal error (SQLSTATE class XX or 58)');
-is($node->safe_psql('postgres', q{SELECT count(*) FROM corpus_results WHERE outcome <> 'OK' AND written <> 0}),
-	'0', 'failing calls wrote nothing');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM corpus_results WHERE outcome <> 'OK' AND (written <> 0 OR rows_changed <> 0)}),
+	'0', 'failing calls wrote nothing (row counts of every table of the extension unchanged)');
 my $ok_written = $node->safe_psql('postgres', q{SELECT coalesce(sum(written), 0) FROM corpus_results WHERE outcome = 'OK'});
 is($node->safe_psql('postgres', 'SELECT count(*) FROM evstore.events'), $events_before + $ok_written,
 	"the store grew by exactly the events of the successful calls ($ok_written)");

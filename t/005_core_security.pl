@@ -71,6 +71,21 @@ is(events_digest(), $digest, 'events unchanged after the privileged attempts');
 $node->safe_psql('postgres',
 	'REVOKE UPDATE, DELETE, TRUNCATE, INSERT ON evstore.events, evstore.streams FROM mallory');
 
+# every other table of the extension (features' state: snapshots,
+# checkpoints, keys...) cannot be written directly by a non-owner either
+my @other_tables = split /\n/, $node->safe_psql('postgres', q{
+	SELECT c.oid::regclass FROM pg_class c
+	JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+	JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'evstore'
+	WHERE c.relkind = 'r' AND c.relname NOT IN ('events', 'streams') ORDER BY 1});
+for my $t (@other_tables)
+{
+	for my $sql ("DELETE FROM $t", "TRUNCATE $t", "INSERT INTO $t DEFAULT VALUES")
+	{
+		is(sqlstate_as('mallory', $sql), '42501', "non-owner refused (42501): $sql");
+	}
+}
+
 # key material: any table of the extension whose name says "key"
 my @key_tables = split /\n/, $node->safe_psql('postgres', q{
 	SELECT c.oid::regclass FROM pg_class c
@@ -140,6 +155,18 @@ SELECT string_agg(global_position::text, ' ') FROM evstore.read_all(1, 100, NULL
 SELECT evstore.read_all_horizon() >= 6;
 SELECT count(*) FROM evstore.appenders();
 };
+# SECURITY DEFINER functions of the features, when this build has them
+my %has = map { $_ => 1 } split /\n/, $node->safe_psql('postgres',
+	q{SELECT proname FROM pg_proc WHERE pronamespace = 'evstore'::regnamespace});
+$calls .= q{
+SELECT evstore.save_snapshot('sec-1', 1, '{"s":1}');
+SELECT stream_version || ' ' || state::text FROM evstore.load_snapshot('sec-1');
+SELECT evstore.create_subscription('hsub');
+SELECT string_agg(global_position::text, ' ') FROM evstore.subscription_fetch('hsub', 0, 10, 'c');
+SELECT evstore.subscription_ack('hsub', 0, 2, 'c');
+SELECT evstore.is_processed('c', '00000000-0000-0000-0000-000000000000');
+SELECT count(*) FROM evstore.read_correlated('nothing');
+} if $has{save_snapshot} && $has{subscription_fetch} && $has{read_correlated};
 # reference run: the same calls by the superuser with a clean search_path,
 # in a transaction that is rolled back (so both runs append the same)
 my $reference = $node->safe_psql('postgres', "BEGIN;\n$calls\nROLLBACK;");
