@@ -24,7 +24,9 @@
 # Benchmarks report to this script with lines on stdout:
 #   RESULT,<bench>,<test>,<variant>,<median>,<unit>,<run values...>
 #   RATIO,<bench>,<test>,<comparison>,<value>
-# (core.sh's table is parsed instead).
+# (the tables of core.sh, decoder.sh and lifecycle.sh are parsed instead).
+# Scripts that take the lock themselves (growth.sh, decoder.sh) are not
+# wrapped in it.  decoder.sh gets N=${DECODER_N:-200000}.
 set -euo pipefail
 if [ "${1:-}" != --report ] && [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
 here=$(cd "$(dirname "$0")" && pwd)
@@ -72,8 +74,10 @@ port=5602
 for n in "${names[@]}"; do
     echo "=== $n (BENCH_PORT=$port, $(date -u +%H:%M:%S))" >&2
     status=0
-    if [ "$n" = growth ]; then
-        BENCH_PORT=$port bash "$here/$n.sh" >"$out/$n.txt" 2>"$out/$n.log" || status=$?
+    if grep -qE 'exec [0-9]+>.*(evstore-install\.lock|\$LOCK)' "$here/$n.sh"; then
+        # takes the lock itself (growth.sh per step, decoder.sh for its own build)
+        BENCH_PORT=$port PORT=$port ROUNDS=$BENCH_ROUNDS N=${DECODER_N:-200000} \
+            bash "$here/$n.sh" >"$out/$n.txt" 2>"$out/$n.log" || status=$?
     else
         BENCH_PORT=$port flock "$LOCK" bash -c "$BENCH_INSTALL_CMD >/dev/null && bash '$here/$n.sh'" \
             >"$out/$n.txt" 2>"$out/$n.log" || status=$?
@@ -97,6 +101,15 @@ perl -e '
                 print $csv join(",", "result", cq($m[0]), cq($m[1]), cq($m[2]), $m[3], $m[4], cq($m[5])), "\n";
             } elsif (@m = /^RATIO,([^,]*),(.*),([^,]*),([^,]*)$/) {
                 print $csv join(",", "ratio", cq($m[0]), cq($m[1]), cq($m[2]), $m[3], "", ""), "\n";
+            } elsif ($n eq "decoder" && (@m = /^median (\S+) *: ([\d.]+) events\/s/)) {
+                print $csv join(",", "result", "decoder", "decode a slot, events/s", $m[0], $m[1], "events/s", ""), "\n";
+            } elsif ($n eq "decoder" && (@m = /^ratio evstore\/wal2json: ([\d.]+)x/)) {
+                print $csv join(",", "ratio", "decoder", "decode a slot, events/s", "evstore/wal2json", $m[0], "", ""), "\n";
+            } elsif ($n =~ /^lifecycle/ && (@m = /^(.{52}) +([\d.]+) +([\d.]+) +([\d.]+)$/)) {
+                my $t = $m[0]; $t =~ s/\s+$//;
+                print $csv join(",", "result", cq($n), cq($t), "A", $m[1], "tps", ""), "\n";
+                print $csv join(",", "result", cq($n), cq($t), "B", $m[2], "tps", ""), "\n";
+                print $csv join(",", "ratio", cq($n), cq($t), "B/A", $m[3], "", ""), "\n";
             } elsif ($n eq "core" && (@m = /^(.{44}) +([\d.]+) +([\d.]+) +([\d.]+) +(.*)$/)) {
                 my $t = $m[0]; $t =~ s/\s+$//;
                 print $csv join(",", "result", "core", cq($t), "evstore", $m[1], "tps", ""), "\n";
