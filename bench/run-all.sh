@@ -102,10 +102,10 @@ perl -e '
             } elsif (@m = /^RATIO,([^,]*),(.*),([^,]*),([^,]*)$/) {
                 print $csv join(",", "ratio", cq($m[0]), cq($m[1]), cq($m[2]), $m[3], "", ""), "\n";
             } elsif ($n eq "decoder" && (@m = /^median (\S+) *: ([\d.]+) events\/s/)) {
-                print $csv join(",", "result", "decoder", "decode a slot, events/s", $m[0], $m[1], "events/s", ""), "\n";
+                print $csv join(",", "result", "decoder", "decode a slot (events/s)", $m[0], $m[1], "events/s", ""), "\n";
             } elsif ($n eq "decoder" && (@m = /^ratio evstore\/wal2json: ([\d.]+)x/)) {
-                print $csv join(",", "ratio", "decoder", "decode a slot, events/s", "evstore/wal2json", $m[0], "", ""), "\n";
-            } elsif ($n =~ /^lifecycle/ && (@m = /^(.{52}) +([\d.]+) +([\d.]+) +([\d.]+)$/)) {
+                print $csv join(",", "ratio", "decoder", "decode a slot (events/s)", "evstore/wal2json", $m[0], "", ""), "\n";
+            } elsif ($n =~ /^lifecycle/ && (@m = /^(\S.*?) +([\d.]+) +([\d.]+) +([\d.]+)$/)) {
                 my $t = $m[0]; $t =~ s/\s+$//;
                 print $csv join(",", "result", cq($n), cq($t), "A", $m[1], "tps", ""), "\n";
                 print $csv join(",", "result", cq($n), cq($t), "B", $m[2], "tps", ""), "\n";
