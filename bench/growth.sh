@@ -80,7 +80,9 @@ for size in $GROWTH_SIZES; do
         echo "  loaded to $have events ($(( $(date +%s) - t0 ))s for this chunk)" >&2
         if [ "$have" -lt "$size" ]; then server_down; unlock; lock; server_up; fi
     done
-    psql_b -c "VACUUM ANALYZE evstore.events" >/dev/null
+    # same starting point at every size: statistics fresh, no checkpoint
+    # (and its full-page writes) pending from the load
+    psql_b -c "VACUUM ANALYZE evstore.events" -c "CHECKPOINT" >/dev/null
     a1=(); a8=(); rd=()
     for r in $(seq "$BENCH_ROUNDS"); do
         a1+=("$(pgbench_tps $S/append.sql 1)")
@@ -88,12 +90,13 @@ for size in $GROWTH_SIZES; do
         a8+=("$(pgbench_tps $S/append.sql 8)")
     done
     ma1=$(median "${a1[@]}"); ma8=$(median "${a8[@]}"); mr=$(median "${rd[@]}")
+    ckpt=$(psql_b -At -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
     dbsize=$(psql_b -At -c "SELECT pg_size_pretty(pg_database_size('postgres'))")
     server_down; unlock
     first_a1=${first_a1:-$ma1}; first_a8=${first_a8:-$ma8}; first_r=${first_r:-$mr}
     lat_a=$(awk -v t="$ma1" 'BEGIN {printf "%.3f", 1000 / t}')
     lat_r=$(awk -v t="$mr" 'BEGIN {printf "%.3f", 1000 / t}')
-    echo "  $size ($dbsize): append 1c ${a1[*]} | append 8c ${a8[*]} | read ${rd[*]}" >&2
+    echo "  $size ($dbsize, $ckpt checkpoints so far): append 1c ${a1[*]} | append 8c ${a8[*]} | read ${rd[*]}" >&2
     echo "RESULT,growth,append 1 client at $size events,evstore,$ma1,tps,${a1[*]}"
     echo "RESULT,growth,append 8 clients at $size events,evstore,$ma8,tps,${a8[*]}"
     echo "RESULT,growth,read_stream 20 at $size events,evstore,$mr,tps,${rd[*]}"
