@@ -160,7 +160,7 @@ $acked_events += scalar(split / /, $_->[4]) for @acks;
 cmp_ok(scalar(@acks), '>=', $before_crash, 'ack logs read back: ' . scalar(@acks) . " appends, $acked_events events");
 
 # load the acks into a table and compare with the store
-my $copy = join("\n", map { my $a = $_; join("\t", @$a) } @acks) . "\n";
+my $copy = join("\n", map { join("\t", @$_) } @acks) . "\n";
 $node->safe_psql('postgres',
 	"CREATE TABLE acks (writer int, stream_id text, version bigint, pos bigint, ids text)");
 my $ack_file = $node->basedir . '/acks.tsv';
