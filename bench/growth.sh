@@ -4,7 +4,9 @@
 # with append_events batches of 1,000 into streams of 1,000 events) and at
 # each size measures, interleaved BENCH_ROUNDS times:
 #
-#   append 1c   single-event append_event, 1 client (latency = 1000/tps ms)
+#   append 1c   single-event append_event, 1 client (latency = 1000/tps ms);
+#               appends go to streams created fresh at each size, so what
+#               changes between sizes is the store, not the stream length
 #   append 8c   single-event append_event, 8 clients (throughput)
 #   read 20     read_stream of one of 100 streams of 20 events written first
 #               (the oldest data, deepest in the indexes), 1 client
@@ -58,7 +60,7 @@ cat > $S/load.sql <<'P'
 SELECT evstore.append_events('load' || :client_id || '-' || nextval('load_seq'), batch) FROM bench_batch;
 P
 cat > $S/append.sql <<'P'
-SELECT evstore.append_event('acct' || :client_id || '-' || (:client_id % 4), 'Deposited', '{"amount": 10, "currency": "EUR"}');
+SELECT evstore.append_event('acct' || :client_id || '-' || :size, 'Deposited', '{"amount": 10, "currency": "EUR"}');
 P
 # control: a plain INSERT of the same row into the same table (the owner may
 # INSERT; it bypasses evstore's checks), so a slowdown that also hits it is
@@ -94,9 +96,9 @@ for size in $GROWTH_SIZES; do
     psql_b -c "VACUUM ANALYZE evstore.events" -c "CHECKPOINT" >/dev/null
     a1=(); a8=(); rd=(); p8=()
     for r in $(seq "$BENCH_ROUNDS"); do
-        a1+=("$(pgbench_tps $S/append.sql 1)")
+        a1+=("$(pgbench_tps $S/append.sql 1 -D size=$size)")
         rd+=("$(pgbench_tps $S/read.sql 1)")
-        a8+=("$(pgbench_tps $S/append.sql 8)")
+        a8+=("$(pgbench_tps $S/append.sql 8 -D size=$size)")
         p8+=("$(pgbench_tps $S/insert.sql 8 -D v=$(( (size / 1000) * 100000 + r * 10000000 )))")
     done
     mp8=$(median "${p8[@]}"); first_p8=${first_p8:-$mp8}
