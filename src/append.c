@@ -82,8 +82,9 @@ uuid_str(const pg_uuid_t *u)
 	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
 }
 
-static void
-check_expected_version(bool has_expected, int64 expected)
+/* Refuse expected_version values that mean nothing (22023). */
+void
+evstore_check_expected_version(bool has_expected, int64 expected)
 {
 	if (!has_expected)
 		return;
@@ -491,7 +492,7 @@ evstore_append_event(PG_FUNCTION_ARGS)
 	ev.data = PG_GETARG_JSONB_P(2);
 	ev.metadata = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
 	check_metadata(ev.metadata);
-	check_expected_version(!PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4));
+	evstore_check_expected_version(!PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4));
 	ev.has_id = !PG_ARGISNULL(5);
 	if (ev.has_id)
 		ev.id = *PG_GETARG_UUID_P(5);
@@ -662,7 +663,7 @@ evstore_append_events(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("events must be a JSON array of event objects"),
 				 errhint("Pass e.g. '[{\"type\": \"OrderPlaced\", \"data\": {}}]'.")));
-	check_expected_version(!PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2));
+	evstore_check_expected_version(!PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2));
 
 	n = JB_ROOT_COUNT(batch);
 	if (n == 0)

@@ -112,6 +112,7 @@ typedef void (*evstore_event_hook_type) (Relation events_rel, TupleTableSlot *sl
 extern PGDLLIMPORT evstore_event_hook_type evstore_event_hook;
 
 extern void evstore_append_init(void);
+extern void evstore_check_expected_version(bool has_expected, int64 expected);
 extern Datum evstore_append_result_datum(FunctionCallInfo fcinfo,
 										 const EvstoreAppendResult *r);
 extern void evstore_append_batch(const char *stream_id, int sidlen,

@@ -78,20 +78,6 @@ evstore_lifecycle_notify(const char *stream_id, int sidlen)
 }
 
 static void
-check_expected(bool has_expected, int64 expected)
-{
-	if (!has_expected)
-		return;
-	if (expected >= 0 || expected == EVSTORE_EXPECT_ANY ||
-		expected == EVSTORE_EXPECT_NO_STREAM || expected == EVSTORE_EXPECT_EXISTS)
-		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid expected_version %lld", (long long) expected),
-			 errdetail("Use NULL or -2 (any), -1 (no stream), -4 (stream exists) or a version >= 0.")));
-}
-
-static void
 raise_stream_tombstoned(const char *stream_id)
 {
 	ereport(ERROR,
@@ -151,7 +137,7 @@ delete_stream(FunctionCallInfo fcinfo, bool tombstone, EvstoreAppendResult *resu
 	EvstoreStreamState st;
 	int64		current;
 
-	check_expected(has_expected, expected);
+	evstore_check_expected_version(has_expected, expected);
 	ev.metadata = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	if (ev.metadata && !JB_ROOT_IS_OBJECT(ev.metadata))
 		ereport(ERROR,
