@@ -118,3 +118,11 @@ SELECT * FROM evstore.append_events('shapes-1', '[
   {"type":"A","data":[1,[2]]}, {"type":"M","data":{},"metadata":null,"id":null},
   {"type":"U","data":{"k":"ü ✓"},"metadata":{"correlation_id":"c"}}]');
 SELECT stream_version, event_type, data, metadata FROM evstore.read_stream('shapes-1');
+
+-- like any DML, an append keeps its table locks until the transaction ends
+-- (so DDL on the store waits for appends in flight)
+BEGIN;
+SELECT stream_version FROM evstore.append_event('locks-1', 'T', '{}');
+SELECT c.relname, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+WHERE l.pid = pg_backend_pid() AND c.relname IN ('events', 'streams') ORDER BY 1;
+COMMIT;

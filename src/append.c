@@ -331,8 +331,8 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 		if (find_event_by_id(events_rel, &evs[0].id, SnapshotSelf, &s, &v, &p))
 		{
 			check_retry(events_rel, stream_id, evs, n, s, v, p, result);
-			table_close(events_rel, RowExclusiveLock);
-			table_close(streams_rel, RowExclusiveLock);
+			table_close(events_rel, NoLock);
+			table_close(streams_rel, NoLock);
 			return;
 		}
 	}
@@ -441,8 +441,9 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	}
 
 	error_context_stack = errcb.previous;
-	table_close(events_rel, RowExclusiveLock);
-	table_close(streams_rel, RowExclusiveLock);
+	/* like any DML, keep the table locks until the transaction ends */
+	table_close(events_rel, NoLock);
+	table_close(streams_rel, NoLock);
 
 	/* make the new rows visible to the rest of this transaction */
 	CommandCounterIncrement();

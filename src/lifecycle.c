@@ -188,7 +188,7 @@ delete_stream(FunctionCallInfo fcinfo, bool tombstone, EvstoreAppendResult *resu
 	evstore_append_batch(stream_id, sidlen, &ev, 1, has_expected, expected, result);
 
 	mark_stream_deleted(streams_rel, stream_id, tombstone);
-	table_close(streams_rel, RowExclusiveLock);
+	table_close(streams_rel, NoLock);	/* held until the transaction ends */
 	return true;
 }
 

@@ -1181,7 +1181,7 @@ get_subject_key(const char *subject, int subjlen, bool allow_forgotten,
 		keys_changed_in_xact = true;
 		out->key_id = key_id;
 	}
-	table_close(rel, RowExclusiveLock);
+	table_close(rel, NoLock);	/* held until the transaction ends */
 
 	out->forgotten = false;
 	out->subject = subject;
@@ -2000,7 +2000,7 @@ evstore_forget(PG_FUNCTION_ARGS)
 		(void) evstore_writer_insert(&w, values, nulls, InvalidOid);
 	}
 	evstore_writer_close(&w);
-	table_close(rel, RowExclusiveLock);
+	table_close(rel, NoLock);	/* held until the transaction ends */
 
 	/*
 	 * Every session drops its cached keys when this transaction commits (and
@@ -2118,6 +2118,6 @@ evstore_rotate_master_key(PG_FUNCTION_ARGS)
 		count++;
 	}
 	evstore_writer_close(&w);
-	table_close(rel, ShareRowExclusiveLock);
+	table_close(rel, NoLock);	/* held until the transaction ends */
 	PG_RETURN_INT64(count);
 }
