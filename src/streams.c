@@ -68,9 +68,9 @@ evstore_index_lookup(Relation heap, Oid indexoid, ScanKey keys, int nkeys,
  * Read a stream's row from evstore.streams with the given snapshot
  * (SnapshotSelf under the stream lock; the statement snapshot for reads).
  */
-static void
-stream_state_with(Relation streams, const char *stream_id, Snapshot snapshot,
-				  EvstoreStreamState *st)
+void
+evstore_stream_state_snapshot(Relation streams, const char *stream_id,
+							  Snapshot snapshot, EvstoreStreamState *st)
 {
 	ScanKeyData key;
 	TupleTableSlot *slot = table_slot_create(streams, NULL);
@@ -100,15 +100,7 @@ stream_state_with(Relation streams, const char *stream_id, Snapshot snapshot,
 void
 evstore_stream_state(Relation streams, const char *stream_id, EvstoreStreamState *st)
 {
-	stream_state_with(streams, stream_id, SnapshotSelf, st);
-}
-
-/* State as of the given (MVCC) snapshot, for readers. */
-void
-evstore_stream_state_snapshot(Relation streams, const char *stream_id,
-							  Snapshot snapshot, EvstoreStreamState *st)
-{
-	stream_state_with(streams, stream_id, snapshot, st);
+	evstore_stream_state_snapshot(streams, stream_id, SnapshotSelf, st);
 }
 
 /*

@@ -46,39 +46,8 @@ END $$;
 # writer scripts: random streams (shared between writers), random delays
 # before commit, 10% rollbacks, some batches and some expected versions
 srand(42);
-my @files;
-for my $w (1 .. $writers)
-{
-	my $sql = "SET client_min_messages = error;\n";
-	for my $i (1 .. $txns_per_writer)
-	{
-		my $stream = 'acct-' . int(rand(12));
-		my $delay = sprintf('%.3f', rand(0.02));
-		$sql .= "BEGIN;\n";
-		my $r = rand();
-		if ($r < 0.2)
-		{
-			$sql .= "SELECT evstore.append_events('$stream', '[{\"type\":\"B1\",\"data\":{\"w\":$w,\"i\":$i}},{\"type\":\"B2\",\"data\":{}}]');\n";
-		}
-		elsif ($r < 0.35)
-		{
-			# may conflict with a concurrent writer: ES001 aborts the transaction
-			$sql .= "SELECT evstore.append_event('$stream', 'Checked', '{\"w\":$w}', NULL, evstore.stream_version('$stream'));\n";
-		}
-		else
-		{
-			$sql .= "SELECT evstore.append_event('$stream', 'Deposited', '{\"w\":$w,\"i\":$i}');\n";
-		}
-		$sql .= "SELECT pg_sleep($delay);\n";
-		$sql .= (rand() < 0.1 ? "ROLLBACK;\n" : "COMMIT;\n");
-	}
-	$sql .= "INSERT INTO writers_done VALUES ($w);\n";
-	my $file = $node->basedir . "/writer_$w.sql";
-	open my $fh, '>', $file or die $!;
-	print $fh $sql;
-	close $fh;
-	push @files, $file;
-}
+my @files = writer_scripts($node, writers => $writers, txns => $txns_per_writer,
+	streams => 12, checked => 0.15);
 
 my $connstr = $node->connstr('postgres');
 my ($pout, $perr) = ('', '');

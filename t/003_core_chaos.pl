@@ -71,41 +71,9 @@ $long->query_safe('INSERT INTO unrelated VALUES (1)');
 my $long_pid = $long->query_safe('SELECT pg_backend_pid()');
 
 srand(7003);
-my @files;
-for my $w (1 .. $writers)
-{
-	my $sql = "SET client_min_messages = error;\n\\set VERBOSITY verbose\n";
-	for my $i (1 .. $txns_per_writer)
-	{
-		my $stream = 'acct-' . int(rand(10));
-		my $delay = sprintf('%.3f', rand(0.02));
-		$sql .= "BEGIN;\n";
-		my $r = rand();
-		if ($r < 0.2)
-		{
-			$sql .= "SELECT evstore.append_events('$stream', '[{\"type\":\"B1\",\"data\":{\"w\":$w,\"i\":$i}},{\"type\":\"B2\",\"data\":{}}]');\n";
-		}
-		elsif ($r < 0.4)
-		{
-			# read, wait, then append with the version read: races give ES001
-			$sql .= "SELECT evstore.stream_version('$stream') AS v \\gset\n";
-			$sql .= "SELECT pg_sleep($delay);\n";
-			$sql .= "SELECT evstore.append_event('$stream', 'Checked', '{\"w\":$w}', NULL, :v);\n";
-		}
-		else
-		{
-			$sql .= "SELECT evstore.append_event('$stream', 'Deposited', '{\"w\":$w,\"i\":$i}');\n";
-		}
-		$sql .= "SELECT pg_sleep($delay);\n";
-		$sql .= (rand() < 0.1 ? "ROLLBACK;\n" : "COMMIT;\n");
-	}
-	$sql .= "INSERT INTO writers_done VALUES ($w);\n";
-	my $file = $node->basedir . "/writer_$w.sql";
-	open my $fh, '>', $file or die $!;
-	print $fh $sql;
-	close $fh;
-	push @files, $file;
-}
+my @files = writer_scripts($node, writers => $writers, txns => $txns_per_writer,
+	streams => 10, checked => 0.2, read_then_wait => 1,
+	preamble => "\\set VERBOSITY verbose\n");
 
 my $connstr = $node->connstr('postgres') . ' application_name=poller';
 my $plain_connstr = $node->connstr('postgres');

@@ -7,7 +7,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Exporter 'import';
 
-our @EXPORT = qw(evstore_node catalog_description);
+our @EXPORT = qw(evstore_node catalog_description writer_scripts);
 
 # A started node configured like the pg_regress instances (test/evstore.conf),
 # with evstore created in database "postgres" unless $opts{no_extension}.
@@ -22,6 +22,62 @@ sub evstore_node
 	$node->safe_psql('postgres', 'CREATE EXTENSION evstore')
 	  unless $opts{no_extension};
 	return $node;
+}
+
+# psql scripts for concurrent writers, one file per writer, written into the
+# node's base directory; returns their paths.  Each transaction appends to a
+# random stream acct-0 .. acct-(streams-1): a batch of two (20%), an append
+# with an expected version that races other writers (share "checked"), or an
+# "any" append; then it sleeps up to 20 ms and commits (rolls back 10%).
+# With read_then_wait, the expected version is read, then the writer sleeps
+# before appending with it, so races are likelier.  Each script ends by
+# inserting its number into writers_done.  Call srand() first.
+sub writer_scripts
+{
+	my ($node, %o) = @_;
+	my @files;
+	for my $w (1 .. $o{writers})
+	{
+		my $sql = "SET client_min_messages = error;\n" . ($o{preamble} // '');
+		for my $i (1 .. $o{txns})
+		{
+			my $stream = 'acct-' . int(rand($o{streams}));
+			my $delay = sprintf('%.3f', rand(0.02));
+			$sql .= "BEGIN;\n";
+			my $r = rand();
+			if ($r < 0.2)
+			{
+				$sql .= "SELECT evstore.append_events('$stream', '[{\"type\":\"B1\",\"data\":{\"w\":$w,\"i\":$i}},{\"type\":\"B2\",\"data\":{}}]');\n";
+			}
+			elsif ($r < 0.2 + $o{checked})
+			{
+				# may conflict with a concurrent writer: ES001 aborts the transaction
+				if ($o{read_then_wait})
+				{
+					$sql .= "SELECT evstore.stream_version('$stream') AS v \\gset\n";
+					$sql .= "SELECT pg_sleep($delay);\n";
+					$sql .= "SELECT evstore.append_event('$stream', 'Checked', '{\"w\":$w}', NULL, :v);\n";
+				}
+				else
+				{
+					$sql .= "SELECT evstore.append_event('$stream', 'Checked', '{\"w\":$w}', NULL, evstore.stream_version('$stream'));\n";
+				}
+			}
+			else
+			{
+				$sql .= "SELECT evstore.append_event('$stream', 'Deposited', '{\"w\":$w,\"i\":$i}');\n";
+			}
+			$sql .= "SELECT pg_sleep($delay);\n";
+			$sql .= (rand() < 0.1 ? "ROLLBACK;\n" : "COMMIT;\n");
+		}
+		$sql .= "INSERT INTO writers_done VALUES ($w);\n";
+		my $file = $node->basedir . "/writer_$w.sql";
+		open my $fh, '>', $file or die $!;
+		print $fh $sql;
+		close $fh;
+		push @files, $file;
+	}
+	return @files;
 }
 
 # A canonical text description of everything the extension owns, to compare
