@@ -161,6 +161,7 @@ typedef struct EvstoreWriter
 	ResultRelInfo *rri;
 	Relation	rel;
 	TupleTableSlot *slot;
+	int			insert_options; /* table_tuple_insert options, 0 by default */
 } EvstoreWriter;
 
 extern void evstore_writer_open(EvstoreWriter *w, Relation rel);

@@ -41,6 +41,7 @@ evstore_writer_open(EvstoreWriter *w, Relation rel)
 	w->rri = rri;
 	w->rel = rel;
 	w->slot = table_slot_create(rel, &estate->es_tupleTable);
+	w->insert_options = 0;
 
 	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_after_row)
 		AfterTriggerBeginQuery();
@@ -74,7 +75,8 @@ evstore_writer_insert(EvstoreWriter *w, Datum *values, bool *nulls,
 	bool		spec_conflict = false;
 
 	fill_slot(w, values, nulls);
-	table_tuple_insert(w->rel, w->slot, w->estate->es_output_cid, 0, NULL);
+	table_tuple_insert(w->rel, w->slot, w->estate->es_output_cid,
+					   w->insert_options, NULL);
 	if (w->rri->ri_NumIndices > 0)
 	{
 		List	   *arbiters = OidIsValid(arbiter_index) ? list_make1_oid(arbiter_index) : NIL;
