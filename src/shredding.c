@@ -1338,7 +1338,6 @@ typedef struct ProtectCtx
 	bool		have_key;
 	bool		changed;
 	StringInfoData pt;
-	JsonbValue *result;			/* what the last END token returned */
 } ProtectCtx;
 
 /* Is this value a ciphertext marker?  (exactly one key, "$evstore_enc") */
@@ -1504,13 +1503,25 @@ push_encrypted(ProtectCtx *ctx, JsonbValue *v, JsonbParseState **ps)
 	ctx->changed = true;
 }
 
-static void
-protect_container(ProtectCtx *ctx, JsonbContainer *jc, List *set,
-				  JsonbParseState **ps)
+/*
+ * Copy a jsonb container into *ps, value by value.  For each object value
+ * and array element, visit() may push something else in its place (and
+ * returns true), or returns false to have the value copied unchanged.  key
+ * is the value's key (NULL for an array element), index the element's
+ * position.  Returns what the container's closing token returned.
+ */
+typedef bool (*JsonbVisitor) (void *arg, JsonbIteratorToken tok,
+							  const JsonbValue *key, int index,
+							  JsonbValue *v, JsonbParseState **ps);
+
+static JsonbValue *
+copy_container(JsonbContainer *jc, JsonbParseState **ps,
+			   JsonbVisitor visit, void *arg)
 {
 	JsonbIterator *it = JsonbIteratorInit(jc);
 	JsonbValue	v;
 	JsonbValue	key;
+	JsonbValue *result = NULL;
 	JsonbIteratorToken tok;
 	int			index = 0;
 
@@ -1526,7 +1537,7 @@ protect_container(ProtectCtx *ctx, JsonbContainer *jc, List *set,
 				break;
 			case WJB_END_ARRAY:
 			case WJB_END_OBJECT:
-				ctx->result = pushJsonbValue(ps, tok, NULL);
+				result = pushJsonbValue(ps, tok, NULL);
 				break;
 			case WJB_KEY:
 				key = v;
@@ -1534,32 +1545,60 @@ protect_container(ProtectCtx *ctx, JsonbContainer *jc, List *set,
 				break;
 			case WJB_VALUE:
 			case WJB_ELEM:
-				{
-					bool		terminal;
-					List	   *matched;
-					JsonbValue	mv;
-
-					matched = path_match(set, tok == WJB_VALUE ? &key : NULL,
-										 index, &terminal);
-					if (tok == WJB_ELEM)
-						index++;
-					if (matched == NIL)
-						pushJsonbValue(ps, tok, &v);
-					else if (v.type == jbvBinary && is_marker(v.val.binary.data, &mv))
-						pushJsonbValue(ps, tok, &v);	/* already protected */
-					else if (terminal)
-						push_encrypted(ctx, &v, ps);
-					else if (v.type == jbvBinary)
-						protect_container(ctx, v.val.binary.data, matched, ps);
-					else
-						pushJsonbValue(ps, tok, &v);
-					list_free(matched);
-				}
+				if (!visit(arg, tok, tok == WJB_VALUE ? &key : NULL, index, &v, ps))
+					pushJsonbValue(ps, tok, &v);
+				if (tok == WJB_ELEM)
+					index++;
 				break;
 			default:
 				elog(ERROR, "unexpected jsonb iterator token %d", (int) tok);
 		}
 	}
+	return result;
+}
+
+/* protect(): one level of the walk, with the paths that reach it */
+typedef struct ProtectLevel
+{
+	ProtectCtx *ctx;
+	List	   *set;
+} ProtectLevel;
+
+static bool
+protect_visit(void *arg, JsonbIteratorToken tok, const JsonbValue *key,
+			  int index, JsonbValue *v, JsonbParseState **ps)
+{
+	ProtectLevel *level = (ProtectLevel *) arg;
+	bool		terminal;
+	bool		done = true;
+	JsonbValue	mv;
+	List	   *matched = path_match(level->set, key, index, &terminal);
+
+	if (matched == NIL)
+		done = false;
+	else if (v->type == jbvBinary && is_marker(v->val.binary.data, &mv))
+		done = false;			/* already protected */
+	else if (terminal)
+		push_encrypted(level->ctx, v, ps);
+	else if (v->type == jbvBinary)
+	{
+		ProtectLevel inner = {level->ctx, matched};
+
+		(void) copy_container(v->val.binary.data, ps, protect_visit, &inner);
+	}
+	else
+		done = false;
+	list_free(matched);
+	return done;
+}
+
+static JsonbValue *
+protect_container(ProtectCtx *ctx, JsonbContainer *jc, List *set,
+				  JsonbParseState **ps)
+{
+	ProtectLevel level = {ctx, set};
+
+	return copy_container(jc, ps, protect_visit, &level);
 }
 
 /* Parsed paths, kept across calls of one query while the array is the same */
@@ -1635,6 +1674,7 @@ protect_internal(FunctionCallInfo fcinfo, bool allow_forgotten)
 	PathNode   *root;
 	ProtectCtx	ctx;
 	JsonbParseState *ps = NULL;
+	JsonbValue *result;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -1657,14 +1697,14 @@ protect_internal(FunctionCallInfo fcinfo, bool allow_forgotten)
 	ctx.allow_forgotten = allow_forgotten;
 	initStringInfo(&ctx.pt);
 
-	protect_container(&ctx, &data->root, list_make1(root), &ps);
+	result = protect_container(&ctx, &data->root, list_make1(root), &ps);
 	OPENSSL_cleanse(&call_key, sizeof(call_key));
 	OPENSSL_cleanse(ctx.pt.data, ctx.pt.maxlen);
 	if (!ctx.changed)
 		PG_RETURN_JSONB_P(data);
-	/* the last END token returned the finished root */
-	Assert(ps == NULL && ctx.result != NULL);
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(ctx.result));
+	/* the root's END token returned the finished document */
+	Assert(ps == NULL && result != NULL);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(result));
 }
 
 /* ======================================================================
@@ -1674,7 +1714,6 @@ protect_internal(FunctionCallInfo fcinfo, bool allow_forgotten)
 typedef struct RevealCtx
 {
 	Jsonb	   *placeholder;
-	JsonbValue *result;			/* what the last END token returned */
 } RevealCtx;
 
 static void
@@ -1778,58 +1817,39 @@ decrypt_marker(RevealCtx *ctx, const char *b64, int b64len, JsonbValue *out)
 	jsonb_as_value(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pt))), out);
 }
 
-static void
+static JsonbValue *reveal_container(RevealCtx *ctx, JsonbContainer *jc,
+									JsonbParseState **ps);
+
+static bool
+reveal_visit(void *arg, JsonbIteratorToken tok, const JsonbValue *key,
+			 int index, JsonbValue *v, JsonbParseState **ps)
+{
+	RevealCtx  *ctx = (RevealCtx *) arg;
+	JsonbValue	mv;
+	JsonbValue	dv;
+
+	if (v->type != jbvBinary)
+		return false;
+	if (!is_marker(v->val.binary.data, &mv))
+	{
+		(void) reveal_container(ctx, v->val.binary.data, ps);
+		return true;
+	}
+	decrypt_marker(ctx, mv.val.string.val, mv.val.string.len, &dv);
+	/* a protected object may itself hold protected fields */
+	if (dv.type == jbvBinary &&
+		memmem(dv.val.binary.data, dv.val.binary.len,
+			   MARKER_KEY, MARKER_KEY_LEN) != NULL)
+		(void) reveal_container(ctx, dv.val.binary.data, ps);
+	else
+		pushJsonbValue(ps, tok, &dv);
+	return true;
+}
+
+static JsonbValue *
 reveal_container(RevealCtx *ctx, JsonbContainer *jc, JsonbParseState **ps)
 {
-	JsonbIterator *it = JsonbIteratorInit(jc);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-
-	check_stack_depth();
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		switch (tok)
-		{
-			case WJB_BEGIN_ARRAY:
-			case WJB_BEGIN_OBJECT:
-				pushJsonbValue(ps, tok, NULL);
-				break;
-			case WJB_END_ARRAY:
-			case WJB_END_OBJECT:
-				ctx->result = pushJsonbValue(ps, tok, NULL);
-				break;
-			case WJB_KEY:
-				pushJsonbValue(ps, WJB_KEY, &v);
-				break;
-			case WJB_VALUE:
-			case WJB_ELEM:
-				if (v.type == jbvBinary)
-				{
-					JsonbValue	mv;
-
-					if (is_marker(v.val.binary.data, &mv))
-					{
-						JsonbValue	dv;
-
-						decrypt_marker(ctx, mv.val.string.val, mv.val.string.len, &dv);
-						/* a protected object may itself hold protected fields */
-						if (dv.type == jbvBinary &&
-							memmem(dv.val.binary.data, dv.val.binary.len,
-								   MARKER_KEY, MARKER_KEY_LEN) != NULL)
-							reveal_container(ctx, dv.val.binary.data, ps);
-						else
-							pushJsonbValue(ps, tok, &dv);
-					}
-					else
-						reveal_container(ctx, v.val.binary.data, ps);
-				}
-				else
-					pushJsonbValue(ps, tok, &v);
-				break;
-			default:
-				elog(ERROR, "unexpected jsonb iterator token %d", (int) tok);
-		}
-	}
+	return copy_container(jc, ps, reveal_visit, ctx);
 }
 
 /*
@@ -1869,7 +1889,6 @@ reveal_internal(FunctionCallInfo fcinfo, Jsonb *placeholder)
 
 	begin_call();
 	ctx.placeholder = placeholder ? placeholder : json_null();
-	ctx.result = NULL;
 	if (is_marker(&data->root, &mv))
 	{
 		JsonbValue	dv;
@@ -1879,17 +1898,17 @@ reveal_internal(FunctionCallInfo fcinfo, Jsonb *placeholder)
 			memmem(dv.val.binary.data, dv.val.binary.len,
 				   MARKER_KEY, MARKER_KEY_LEN) != NULL)
 		{
-			reveal_container(&ctx, dv.val.binary.data, &ps);
-			res = JsonbValueToJsonb(ctx.result);
+			res = JsonbValueToJsonb(reveal_container(&ctx, dv.val.binary.data, &ps));
 		}
 		else
 			res = JsonbValueToJsonb(&dv);
 	}
 	else
 	{
-		reveal_container(&ctx, &data->root, &ps);
-		Assert(ps == NULL && ctx.result != NULL);
-		res = JsonbValueToJsonb(ctx.result);
+		JsonbValue *result = reveal_container(&ctx, &data->root, &ps);
+
+		Assert(ps == NULL && result != NULL);
+		res = JsonbValueToJsonb(result);
 	}
 	OPENSSL_cleanse(&call_key, sizeof(call_key));
 	PG_RETURN_JSONB_P(res);
