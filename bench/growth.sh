@@ -41,7 +41,7 @@ server_up() {
     fi
 }
 server_down() { as_pg pg_ctl -D "$S/data" -m fast -w stop >/dev/null; }
-trap 'server_down 2>/dev/null; rm -rf "$S"' EXIT
+trap 'server_down 2>/dev/null || true; rm -rf "$S"' EXIT
 
 lock; server_up
 psql_b <<'SQL'
@@ -54,7 +54,7 @@ SELECT count(evstore.append_events('probe-' || s,
 FROM generate_series(1, 100) s;
 SQL
 server_down; unlock
-trap - EXIT; trap 'as_pg pg_ctl -D "$S/data" -m fast -w stop >/dev/null 2>&1; rm -rf "$S"' EXIT
+trap - EXIT; trap 'as_pg pg_ctl -D "$S/data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$S"' EXIT
 
 cat > $S/load.sql <<'P'
 SELECT evstore.append_events('load' || :client_id || '-' || nextval('load_seq'), batch) FROM bench_batch;
