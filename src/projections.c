@@ -146,6 +146,7 @@ typedef struct SyncColumn
 	char	   *colname;
 	char	   *attname;		/* data attribute feeding it */
 	int			attlen;
+	AttrNumber	attnum;
 	Oid			typid;
 	int32		typmod;
 	Oid			typioparam;
@@ -188,6 +189,17 @@ typedef struct Projection
 	SyncColumn *cols;
 	Datum	   *values;
 	char	   *nulls;
+
+	/*
+	 * sync: the upsert without SPI (projections_upsert.c), NULL when the
+	 * target needs the SPI plans.  fast_stale: the target changed since
+	 * (a relcache invalidation arrived while the cache is pinned by a
+	 * dispatch); the SPI plans revalidate themselves, so they take over.
+	 */
+	ProjUpsert *fast;
+	bool		fast_stale;
+	AttrNumber *fast_atts;
+	bool	   *fast_nulls;
 
 	/* pending statistics entry of this transaction */
 	int			pend_idx;
@@ -493,18 +505,17 @@ proj_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 static void
 proj_relcache_callback(Datum arg, Oid relid)
 {
-	if (!cache.valid)
-		return;
 	if (relid == InvalidOid || relid == cache.catalog_rel)
-	{
 		cache.valid = false;
+	if (relid == cache.catalog_rel && relid != InvalidOid)
 		return;
-	}
+	/* also while the cache is invalid but still in use by a dispatch */
 	for (int i = 0; i < cache.n; i++)
-		if (cache.projs[i].is_sync && cache.projs[i].target == relid)
+		if (cache.projs[i].is_sync &&
+			(relid == InvalidOid || cache.projs[i].target == relid))
 		{
 			cache.valid = false;
-			return;
+			cache.projs[i].fast_stale = true;
 		}
 }
 
@@ -838,6 +849,7 @@ init_column(SyncColumn *c, Form_pg_attribute att, const char *attname, MemoryCon
 	c->colname = MemoryContextStrdup(cxt, NameStr(att->attname));
 	c->attname = attname ? MemoryContextStrdup(cxt, attname) : NULL;
 	c->attlen = attname ? strlen(attname) : 0;
+	c->attnum = att->attnum;
 	c->typid = att->atttypid;
 	c->typmod = att->atttypmod;
 	getTypeInputInfo(att->atttypid, &infunc, &c->typioparam);
@@ -940,6 +952,7 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 	AttrNumber	keyatt;
 	Oid			opfamily = InvalidOid;
 	Oid			opcintype = InvalidOid;
+	Oid			keyindex = InvalidOid;
 	Oid			eqop;
 	List	   *indexes;
 	ListCell   *lc;
@@ -994,6 +1007,7 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 		{
 			opfamily = idx->rd_opfamily[0];
 			opcintype = idx->rd_opcintype[0];
+			keyindex = RelationGetRelid(idx);
 		}
 		index_close(idx, AccessShareLock);
 		if (OidIsValid(opfamily))
@@ -1112,6 +1126,27 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 	}
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
+
+	/* can upserts skip SPI?  Decided once; a change of the table resets it */
+	if (keep)
+	{
+		const char *why = proj_upsert_unsupported(rel);
+
+		p->fast_stale = false;
+		if (why == NULL)
+		{
+			p->fast = proj_upsert_prepare(rel, keyatt, keyindex, cxt);
+			p->fast_atts = MemoryContextAlloc(cxt, sizeof(AttrNumber) * Max(p->ncols, 1));
+			p->fast_nulls = MemoryContextAlloc(cxt, sizeof(bool) * Max(p->ncols, 1));
+			ereport(DEBUG1,
+					(errmsg_internal("projection \"%s\" upserts into \"%s\" directly",
+									 p->name, RelationGetRelationName(rel))));
+		}
+		else
+			ereport(DEBUG1,
+					(errmsg_internal("projection \"%s\" upserts into \"%s\" through SPI: %s",
+									 p->name, RelationGetRelationName(rel), why)));
+	}
 	table_close(rel, AccessShareLock);
 
 	/* at create time, check that the upsert of every column prepares */
@@ -1278,7 +1313,35 @@ apply_sync(Projection *p, TupleTableSlot *slot, const char *type, int typelen)
 			mask = bms_add_member(mask, i);
 			p->values[nv] = json_to_datum(v, col, col->attname, &vnull);
 			p->nulls[nv] = vnull ? 'n' : ' ';
+			if (p->fast)
+			{
+				p->fast_atts[nv - 1] = col->attnum;
+				p->fast_nulls[nv - 1] = vnull;
+			}
 			nv++;
+		}
+
+		/*
+		 * The direct upsert, when the owner may INSERT, UPDATE and SELECT
+		 * the whole table (checked per event: role memberships change
+		 * without invalidating the table).  Otherwise the SPI plan raises
+		 * the permission error SQL raises.
+		 */
+		if (p->fast && !p->fast_stale &&
+			pg_class_aclmask(p->target, p->owner, ACL_INSERT | ACL_UPDATE | ACL_SELECT,
+							 ACLMASK_ALL) == (ACL_INSERT | ACL_UPDATE | ACL_SELECT))
+		{
+			Relation	rel = table_open(p->target, RowExclusiveLock);
+
+			/* opening it may have processed an invalidation of the table */
+			if (!p->fast_stale)
+			{
+				proj_upsert_exec(p->fast, rel, key, false, p->fast_atts,
+								 p->values + 1, p->fast_nulls, nv - 1);
+				table_close(rel, NoLock);
+				return;
+			}
+			table_close(rel, NoLock);
 		}
 		plan = shape_plan(p, mask);
 	}
