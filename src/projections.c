@@ -18,8 +18,10 @@
  * Two kinds of projection:
  *	 handler  a function taking one evstore.events row;
  *	 sync	  evstore upserts the event's data attributes into same-named
- *			  columns of a target table (one saved SPI plan per projection,
- *			  built on first use), or deletes the row for some event types.
+ *			  columns of a target table, or deletes the row for some event
+ *			  types.  Upserts go directly through the table AM
+ *			  (projections_upsert.c) when the target allows; otherwise, and
+ *			  for deletes, through saved SPI plans built on first use.
  *
  * Both run as the role that created the projection.  Statistics (events
  * applied by committed transactions, last position, last error) and
