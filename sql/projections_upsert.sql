@@ -166,6 +166,44 @@ SELECT stream_version FROM evstore.append_event('order-5', 'OrderPaid', '{"order
 SELECT order_id, status, total FROM fast WHERE order_id = 'o5';
 COMMIT;
 
+-- a handler running after the sync projection (name order) sees the read
+-- model as each event of a batch left it
+CREATE TABLE seen (version bigint, status text, total numeric);
+CREATE FUNCTION look(e evstore.events) RETURNS void LANGUAGE sql AS
+  'INSERT INTO public.seen SELECT e.stream_version, status, total FROM public.fast WHERE order_id = e.data->>''order_id''';
+SELECT evstore.create_projection('fast_look', 'look(evstore.events)', categories => ARRAY['order']);
+SELECT stream_version FROM evstore.append_events('order-6',
+    '[{"type": "OrderPlaced", "data": {"order_id": "o6", "total": 1}},
+      {"type": "OrderPaid", "data": {"order_id": "o6", "status": "paid", "total": 2}},
+      {"type": "OrderShipped", "data": {"order_id": "o6", "status": "shipped"}}]');
+SELECT * FROM seen ORDER BY version;
+SELECT evstore.drop_projection('fast_look');
+
+-- an append failing in the middle of a batch, caught by a savepoint, and
+-- more appends and DDL on the target in the same transaction
+BEGIN;
+SELECT stream_version FROM evstore.append_event('order-7', 'OrderPlaced', '{"order_id": "o7", "total": 1}');
+SAVEPOINT s;
+SELECT evstore.append_events('order-7',
+    '[{"type": "OrderPaid", "data": {"order_id": "o7", "total": 2}},
+      {"type": "OrderPaid", "data": {"order_id": "o7", "total": -2}}]');
+ROLLBACK TO SAVEPOINT s;
+DO $$
+BEGIN
+    PERFORM evstore.append_events('order-7',
+        '[{"type": "OrderPaid", "data": {"order_id": "o7", "total": 3}},
+          {"type": "OrderPaid", "data": {"order_id": "o7", "code": "A"}}]');
+EXCEPTION WHEN unique_violation THEN
+    RAISE NOTICE 'caught %', SQLSTATE;
+END $$;
+SELECT stream_version FROM evstore.append_event('order-7', 'OrderPaid', '{"order_id": "o7", "total": 4}');
+ALTER TABLE fast ADD COLUMN extra text;
+SELECT stream_version FROM evstore.append_event('order-7', 'OrderPaid', '{"order_id": "o7", "extra": "x"}');
+SELECT order_id, total, extra FROM fast WHERE order_id = 'o7';
+COMMIT;
+SELECT order_id, total, extra FROM fast WHERE order_id = 'o7';
+ALTER TABLE fast DROP COLUMN extra;
+
 -- a rebuild replays through the same path (it truncates: no references)
 DROP TABLE shipments;
 SELECT evstore.rebuild_projection('fast', 0);

@@ -131,6 +131,7 @@ static ProjShared *proj_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static evstore_event_hook_type prev_event_hook = NULL;
+static evstore_batch_end_hook_type prev_batch_end_hook = NULL;
 
 /* ---------------------------------------------------------------------
  * Backend-local cache of the catalog
@@ -457,9 +458,42 @@ rebuild_progress_clear(void)
 	rebuilding = false;
 }
 
+/* Drop the direct upserts' executor states of an aborting (sub)transaction. */
+static void
+upsert_states_forget(SubTransactionId subid)
+{
+	for (int i = 0; i < cache.n; i++)
+		if (cache.projs[i].fast)
+			proj_upsert_forget(cache.projs[i].fast, subid);
+}
+
+/* evstore_batch_end_hook: an append is done, release the executor states */
+static void
+projections_batch_end(void)
+{
+	if (prev_batch_end_hook)
+		prev_batch_end_hook();
+	for (int i = 0; i < cache.n; i++)
+		if (cache.projs[i].fast)
+			proj_upsert_release(cache.projs[i].fast);
+}
+
 static void
 proj_xact_callback(XactEvent event, void *arg)
 {
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* released at the end of each append; after an error, forgotten */
+			upsert_states_forget(InvalidSubTransactionId);
+			break;
+		default:
+			break;
+	}
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -485,6 +519,8 @@ proj_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	int			level;
 
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		upsert_states_forget(mySubid);
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
 	level = GetCurrentTransactionNestLevel();
@@ -713,6 +749,8 @@ free_cache(void)
 	{
 		Projection *p = &cache.projs[i];
 
+		if (p->fast)
+			proj_upsert_release(p->fast);
 		for (int k = 0; k < p->nshapes; k++)
 			old_plans = lappend(old_plans, p->shape_plan[k]);
 		if (p->delete_plan)
@@ -1329,22 +1367,14 @@ apply_sync(Projection *p, TupleTableSlot *slot, const char *type, int typelen)
 		 * without invalidating the table).  Otherwise the SPI plan raises
 		 * the permission error SQL raises.
 		 */
-		if (p->fast && !p->fast_stale &&
-			pg_class_aclmask(p->target, p->owner, ACL_INSERT | ACL_UPDATE | ACL_SELECT,
-							 ACLMASK_ALL) == (ACL_INSERT | ACL_UPDATE | ACL_SELECT))
-		{
-			Relation	rel = table_open(p->target, RowExclusiveLock);
-
-			/* opening it may have processed an invalidation of the table */
-			if (!p->fast_stale)
-			{
-				proj_upsert_exec(p->fast, rel, key, false, p->fast_atts,
-								 p->values + 1, p->fast_nulls, nv - 1);
-				table_close(rel, NoLock);
-				return;
-			}
-			table_close(rel, NoLock);
-		}
+		if (p->fast && p->fast_stale)
+			proj_upsert_release(p->fast);
+		else if (p->fast &&
+				 pg_class_aclmask(p->target, p->owner, ACL_INSERT | ACL_UPDATE | ACL_SELECT,
+								  ACLMASK_ALL) == (ACL_INSERT | ACL_UPDATE | ACL_SELECT) &&
+				 proj_upsert_exec(p->fast, &p->fast_stale, key, p->fast_atts,
+								  p->values + 1, p->fast_nulls, nv - 1))
+			return;
 		plan = shape_plan(p, mask);
 	}
 	else
@@ -1521,6 +1551,8 @@ evstore_projections_init(void)
 	done = true;
 	prev_event_hook = evstore_event_hook;
 	evstore_event_hook = projections_event_hook;
+	prev_batch_end_hook = evstore_batch_end_hook;
+	evstore_batch_end_hook = projections_batch_end;
 	CacheRegisterRelcacheCallback(proj_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, proj_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, proj_syscache_callback, (Datum) 0);
@@ -2075,6 +2107,8 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 				ps->rebuild_position = pos;
 			}
 		}
+		if (p->fast)
+			proj_upsert_release(p->fast);
 	}
 	PG_FINALLY();
 	{

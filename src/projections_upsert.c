@@ -32,6 +32,7 @@
 #include "evstore.h"
 #include "projections.h"
 
+#include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -48,6 +49,30 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+/*
+ * The executor state of the upserts into one target.  It is built at the
+ * first upsert of an append and kept for the following events of the same
+ * append (so a batch of events pays for it once), then released at the end
+ * of the batch (proj_upsert_release).  An error in between leaves it to the
+ * (sub)transaction abort: proj_upsert_forget drops it without touching what
+ * the abort cleans up itself.
+ */
+typedef struct UpsertState
+{
+	EState	   *estate;
+	ResultRelInfo *rri;
+	RangeTblEntry *rte;
+	Relation	rel;			/* opened by us, RowExclusiveLock */
+	TupleTableSlot *proposed;	/* the row to insert */
+	TupleTableSlot *existing;	/* the conflicting row, locked */
+	TupleTableSlot *updated;	/* the new version of the existing row */
+	ExprState **defaults;		/* per column, initialized on first use */
+	bool		triggers;		/* AFTER ROW triggers to fire */
+	bool		busy;			/* inside an upsert */
+	ResourceOwner owner;		/* that holds our references */
+	SubTransactionId subid;		/* where it was built */
+} UpsertState;
+
 struct ProjUpsert
 {
 	Oid			relid;
@@ -55,6 +80,7 @@ struct ProjUpsert
 	AttrNumber	keyatt;
 	int			natts;
 	Expr	  **defaults;		/* per column: planned default, NULL: null */
+	UpsertState *st;			/* while an append runs */
 };
 
 /*
@@ -136,27 +162,28 @@ proj_upsert_prepare(Relation rel, AttrNumber keyatt, Oid keyindex, MemoryContext
 	return u;
 }
 
-/* The executor state of one upsert. */
-typedef struct UpsertState
+static UpsertState *
+upsert_open(ProjUpsert *u)
 {
+	UpsertState *us;
 	EState	   *estate;
-	ResultRelInfo *rri;
 	RangeTblEntry *rte;
+	ResultRelInfo *rri;
 	Relation	rel;
-	TupleTableSlot *proposed;	/* the row to insert */
-	TupleTableSlot *existing;	/* the conflicting row, locked */
-	TupleTableSlot *updated;	/* the new version of the existing row */
-	bool		triggers;		/* AFTER ROW triggers to fire */
-} UpsertState;
+	MemoryContext old;
 
-static void
-upsert_begin(UpsertState *us, Relation rel)
-{
-	EState	   *estate = CreateExecutorState();
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+	rel = table_open(u->relid, RowExclusiveLock);
+	if (RelationGetDescr(rel)->natts != u->natts)
+		elog(ERROR, "evstore: table \"%s\" changed under a projection",
+			 RelationGetRelationName(rel));
 
+	/* until the end of the append, but an abort frees it */
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	estate = CreateExecutorState();
+	MemoryContextSwitchTo(estate->es_query_cxt);
+	us = palloc0(sizeof(UpsertState));
+	rte = makeNode(RangeTblEntry);
+	rri = makeNode(ResultRelInfo);
 	rte->rtekind = RTE_RELATION;
 	rte->relid = RelationGetRelid(rel);
 	rte->relkind = rel->rd_rel->relkind;
@@ -167,11 +194,6 @@ upsert_begin(UpsertState *us, Relation rel)
 	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
 	ExecOpenIndices(rri, true);
 
-	/* the same snapshot INSERT would use for its visibility checks */
-	estate->es_snapshot = IsolationUsesXactSnapshot() ? GetTransactionSnapshot() :
-		GetActiveSnapshot();
-	estate->es_output_cid = GetCurrentCommandId(true);
-
 	us->estate = estate;
 	us->rri = rri;
 	us->rte = rte;
@@ -179,22 +201,51 @@ upsert_begin(UpsertState *us, Relation rel)
 	us->proposed = table_slot_create(rel, &estate->es_tupleTable);
 	us->existing = table_slot_create(rel, &estate->es_tupleTable);
 	us->updated = table_slot_create(rel, &estate->es_tupleTable);
+	us->defaults = palloc0(sizeof(ExprState *) * Max(u->natts, 1));
 	us->triggers = rri->ri_TrigDesc &&
 		(rri->ri_TrigDesc->trig_insert_after_row || rri->ri_TrigDesc->trig_update_after_row);
+	us->owner = CurrentResourceOwner;
+	us->subid = GetCurrentSubTransactionId();
 	MemoryContextSwitchTo(old);
-	if (us->triggers)
-		AfterTriggerBeginQuery();
+	u->st = us;
+	return us;
 }
 
-static void
-upsert_end(UpsertState *us)
+/*
+ * Release the executor state at the end of an append (or a rebuild): close
+ * the indexes and the table (the lock stays until the transaction ends).
+ */
+void
+proj_upsert_release(ProjUpsert *u)
 {
-	/* fires the queued AFTER ROW triggers, foreign key checks among them */
-	if (us->triggers)
-		AfterTriggerEndQuery(us->estate);
+	UpsertState *us = u->st;
+	ResourceOwner save;
+
+	if (us == NULL)
+		return;
+	u->st = NULL;
+	if (us->busy)
+		return;					/* cannot happen: an error aborts first */
+	save = CurrentResourceOwner;
+	CurrentResourceOwner = us->owner;
 	ExecCloseResultRelations(us->estate);
 	ExecResetTupleTable(us->estate->es_tupleTable, false);
+	table_close(us->rel, NoLock);
+	CurrentResourceOwner = save;
 	FreeExecutorState(us->estate);
+}
+
+/*
+ * The (sub)transaction that built the state aborts (subid: the aborting
+ * subtransaction, InvalidSubTransactionId: the whole transaction): its
+ * resource owner releases the references and buffer pins, its memory goes
+ * with the transaction.  Only forget it.
+ */
+void
+proj_upsert_forget(ProjUpsert *u, SubTransactionId subid)
+{
+	if (u->st != NULL && (subid == InvalidSubTransactionId || u->st->subid == subid))
+		u->st = NULL;
 }
 
 /*
@@ -318,22 +369,34 @@ check_tid_visible(UpsertState *us, ItemPointer tid)
  * INSERT INTO rel (key, atts...) VALUES (key, values...)
  *	 ON CONFLICT (key) DO UPDATE SET atts = EXCLUDED.atts
  * (DO NOTHING when n is 0).  The caller has checked the privileges and
- * proj_upsert_unsupported(), and holds RowExclusiveLock on rel.
+ * proj_upsert_unsupported().  Returns false, doing nothing, when *stale
+ * is set once the table is open and locked (an invalidation of the table
+ * was processed): the caller then takes the SPI way.
  */
-void
-proj_upsert_exec(ProjUpsert *u, Relation rel, Datum key, bool keynull,
+bool
+proj_upsert_exec(ProjUpsert *u, const bool *stale, Datum key,
 				 const AttrNumber *atts, const Datum *values, const bool *nulls, int n)
 {
-	UpsertState us;
+	UpsertState *us = u->st;
 	EState	   *estate;
 	ExprContext *econtext;
 	TupleTableSlot *slot;
-	int			natts = RelationGetDescr(rel)->natts;
+	Relation	rel;
+	int			natts = u->natts;
 	List	   *arbiters;
 	bool		pushed = false;
 	MemoryContext old;
 
-	Assert(natts == u->natts && RelationGetRelid(rel) == u->relid);
+	if (us == NULL)
+		us = upsert_open(u);
+	if (*stale)
+	{
+		proj_upsert_release(u);
+		return false;
+	}
+	rel = us->rel;
+	estate = us->estate;
+	us->busy = true;
 
 	/* each upsert is a command of its own, as it was through SPI */
 	CommandCounterIncrement();
@@ -342,23 +405,29 @@ proj_upsert_exec(ProjUpsert *u, Relation rel, Datum key, bool keynull,
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pushed = true;
 	}
-	upsert_begin(&us, rel);
-	estate = us.estate;
+	/* the snapshot INSERT would use for its visibility checks */
+	estate->es_snapshot = IsolationUsesXactSnapshot() ? GetTransactionSnapshot() :
+		GetActiveSnapshot();
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ResetPerTupleExprContext(estate);
 	econtext = GetPerTupleExprContext(estate);
+
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	arbiters = list_make1_oid(u->keyindex);
+	bms_free(us->rte->insertedCols);
+	bms_free(us->rte->updatedCols);
+	us->rte->insertedCols = bms_make_singleton(u->keyatt - FirstLowInvalidHeapAttributeNumber);
+	us->rte->updatedCols = NULL;
 	for (int i = 0; i < n; i++)
 	{
-		us.rte->insertedCols = bms_add_member(us.rte->insertedCols,
+		us->rte->insertedCols = bms_add_member(us->rte->insertedCols,
+											   atts[i] - FirstLowInvalidHeapAttributeNumber);
+		us->rte->updatedCols = bms_add_member(us->rte->updatedCols,
 											  atts[i] - FirstLowInvalidHeapAttributeNumber);
-		us.rte->updatedCols = bms_add_member(us.rte->updatedCols,
-											 atts[i] - FirstLowInvalidHeapAttributeNumber);
 	}
-	us.rte->insertedCols = bms_add_member(us.rte->insertedCols,
-										  u->keyatt - FirstLowInvalidHeapAttributeNumber);
 
 	/* the proposed row: key, carried columns, defaults */
-	slot = us.proposed;
+	slot = us->proposed;
 	ExecClearTuple(slot);
 	for (int i = 0; i < natts; i++)
 	{
@@ -366,7 +435,7 @@ proj_upsert_exec(ProjUpsert *u, Relation rel, Datum key, bool keynull,
 		slot->tts_isnull[i] = true;
 	}
 	slot->tts_values[u->keyatt - 1] = key;
-	slot->tts_isnull[u->keyatt - 1] = keynull;
+	slot->tts_isnull[u->keyatt - 1] = false;
 	for (int i = 0; i < n; i++)
 	{
 		slot->tts_values[atts[i] - 1] = values[i];
@@ -375,19 +444,23 @@ proj_upsert_exec(ProjUpsert *u, Relation rel, Datum key, bool keynull,
 	for (int i = 0; i < natts; i++)
 	{
 		bool		carried = (i + 1 == u->keyatt);
-		ExprState  *es;
 
 		for (int k = 0; k < n && !carried; k++)
 			carried = (atts[k] == i + 1);
 		if (carried || u->defaults[i] == NULL)
 			continue;
-		es = ExecInitExpr(u->defaults[i], NULL);
-		slot->tts_values[i] = ExecEvalExpr(es, econtext, &slot->tts_isnull[i]);
+		if (us->defaults[i] == NULL)
+			us->defaults[i] = ExecInitExpr(u->defaults[i], NULL);
+		slot->tts_values[i] = ExecEvalExprSwitchContext(us->defaults[i], econtext,
+														&slot->tts_isnull[i]);
 	}
 	ExecStoreVirtualTuple(slot);
 	MemoryContextSwitchTo(old);
+
+	if (us->triggers)
+		AfterTriggerBeginQuery();
 	if (rel->rd_att->constr)
-		ExecConstraints(us.rri, slot, estate);
+		ExecConstraints(us->rri, slot, estate);
 
 	for (;;)
 	{
@@ -397,14 +470,14 @@ proj_upsert_exec(ProjUpsert *u, Relation rel, Datum key, bool keynull,
 		List	   *recheck;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!ExecCheckIndexConstraints(us.rri, slot, estate, &conflict, arbiters))
+		if (!ExecCheckIndexConstraints(us->rri, slot, estate, &conflict, arbiters))
 		{
 			if (n == 0)
 			{
-				check_tid_visible(&us, &conflict);
+				check_tid_visible(us, &conflict);
 				break;
 			}
-			if (update_existing(&us, &conflict, atts, values, nulls, n))
+			if (update_existing(us, &conflict, atts, values, nulls, n))
 				break;
 			continue;
 		}
@@ -412,7 +485,7 @@ proj_upsert_exec(ProjUpsert *u, Relation rel, Datum key, bool keynull,
 		/* no row with the key yet: insert, unless someone beats us to it */
 		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
 		table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
-		recheck = ExecInsertIndexTuples(us.rri, slot, estate, false, true,
+		recheck = ExecInsertIndexTuples(us->rri, slot, estate, false, true,
 										&spec_conflict, arbiters);
 		table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
 		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
@@ -421,14 +494,22 @@ proj_upsert_exec(ProjUpsert *u, Relation rel, Datum key, bool keynull,
 			list_free(recheck);
 			continue;
 		}
-		if (us.rri->ri_TrigDesc && us.rri->ri_TrigDesc->trig_insert_after_row)
-			ExecARInsertTriggers(estate, us.rri, slot, recheck, NULL);
+		if (us->rri->ri_TrigDesc && us->rri->ri_TrigDesc->trig_insert_after_row)
+			ExecARInsertTriggers(estate, us->rri, slot, recheck, NULL);
 		list_free(recheck);
 		break;
 	}
 
-	upsert_end(&us);
+	/* fires the queued AFTER ROW triggers, foreign key checks among them */
+	if (us->triggers)
+		AfterTriggerEndQuery(estate);
+	ExecClearTuple(us->proposed);
+	ExecClearTuple(us->existing);
+	ExecClearTuple(us->updated);
+	list_free(arbiters);
+	us->busy = false;
 	if (pushed)
 		PopActiveSnapshot();
 	CommandCounterIncrement();
+	return true;
 }
