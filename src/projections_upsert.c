@@ -23,6 +23,10 @@
  *	 5. queue AFTER ROW triggers (foreign keys included) and fire them at
  *		the end of the upsert, as the end of an SQL statement would.
  *
+ * The executor state (table and indexes opened, slots, compiled defaults)
+ * is kept for the events of one append and released at its end, so a batch
+ * pays for it once.
+ *
  * Only targets where this equals the SQL statement take this path
  * (proj_upsert_unsupported); projections.c runs everything else through
  * its SPI plans.
