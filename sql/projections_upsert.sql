@@ -204,6 +204,20 @@ COMMIT;
 SELECT order_id, total, extra FROM fast WHERE order_id = 'o7';
 ALTER TABLE fast DROP COLUMN extra;
 
+-- AFTER UPDATE OF triggers fire only for the columns an event carries
+CREATE FUNCTION log_total() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.changes (tbl, op, order_id, total) VALUES (TG_TABLE_NAME, 'UPDATE OF total', NEW.order_id, NEW.total);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER log_total AFTER UPDATE OF total ON fast FOR EACH ROW EXECUTE FUNCTION log_total();
+CREATE TRIGGER log_total AFTER UPDATE OF total ON spi FOR EACH ROW EXECUTE FUNCTION log_total();
+SELECT stream_version FROM evstore.append_event('order-1', 'OrderPaid', '{"order_id": "o1", "status": "paid"}');
+SELECT stream_version FROM evstore.append_event('order-1', 'Repriced', '{"order_id": "o1", "total": 11}');
+SELECT tbl, op, order_id, total FROM changes WHERE op = 'UPDATE OF total' ORDER BY n;
+DROP TRIGGER log_total ON fast;
+DROP TRIGGER log_total ON spi;
+
 -- a rebuild replays through the same path (it truncates: no references)
 DROP TABLE shipments;
 SELECT evstore.rebuild_projection('fast', 0);
