@@ -177,9 +177,6 @@ upsert_open(ProjUpsert *u)
 	MemoryContext old;
 
 	rel = table_open(u->relid, RowExclusiveLock);
-	if (RelationGetDescr(rel)->natts != u->natts)
-		elog(ERROR, "evstore: table \"%s\" changed under a projection",
-			 RelationGetRelationName(rel));
 
 	/* until the end of the append, but an abort frees it */
 	old = MemoryContextSwitchTo(TopTransactionContext);
@@ -393,7 +390,8 @@ proj_upsert_exec(ProjUpsert *u, const bool *stale, Datum key,
 
 	if (us == NULL)
 		us = upsert_open(u);
-	if (*stale)
+	/* locking the table may have processed an invalidation of it */
+	if (*stale || RelationGetDescr(us->rel)->natts != u->natts)
 	{
 		proj_upsert_release(u);
 		return false;
