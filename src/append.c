@@ -36,6 +36,7 @@
 
 /* Called for every appended event, in order, inside the append. */
 evstore_event_hook_type evstore_event_hook = NULL;
+evstore_batch_end_hook_type evstore_batch_end_hook = NULL;
 
 /* GUCs */
 static int	max_batch_events = 5000;
@@ -420,6 +421,8 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 		result->stream_version = version;
 		result->global_position = DatumGetInt64(values[Anum_events_global_position - 1]);
 	}
+	if (evstore_batch_end_hook)
+		evstore_batch_end_hook();
 	evstore_writer_close(&w);
 	bc.index = -1;
 

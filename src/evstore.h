@@ -111,6 +111,14 @@ typedef struct EvstoreAppendResult
 typedef void (*evstore_event_hook_type) (Relation events_rel, TupleTableSlot *slot);
 extern PGDLLIMPORT evstore_event_hook_type evstore_event_hook;
 
+/*
+ * Hook run once at the end of an append, after evstore_event_hook ran for
+ * each of its events (not when the append fails): projections release
+ * per-append state there.
+ */
+typedef void (*evstore_batch_end_hook_type) (void);
+extern PGDLLIMPORT evstore_batch_end_hook_type evstore_batch_end_hook;
+
 extern void evstore_append_init(void);
 extern void evstore_check_expected_version(bool has_expected, int64 expected);
 extern Datum evstore_append_result_datum(FunctionCallInfo fcinfo,

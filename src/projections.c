@@ -18,8 +18,10 @@
  * Two kinds of projection:
  *	 handler  a function taking one evstore.events row;
  *	 sync	  evstore upserts the event's data attributes into same-named
- *			  columns of a target table (one saved SPI plan per projection,
- *			  built on first use), or deletes the row for some event types.
+ *			  columns of a target table, or deletes the row for some event
+ *			  types.  Upserts go directly through the table AM
+ *			  (projections_upsert.c) when the target allows; otherwise, and
+ *			  for deletes, through saved SPI plans built on first use.
  *
  * Both run as the role that created the projection.  Statistics (events
  * applied by committed transactions, last position, last error) and
@@ -129,6 +131,7 @@ static ProjShared *proj_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static evstore_event_hook_type prev_event_hook = NULL;
+static evstore_batch_end_hook_type prev_batch_end_hook = NULL;
 
 /* ---------------------------------------------------------------------
  * Backend-local cache of the catalog
@@ -146,6 +149,7 @@ typedef struct SyncColumn
 	char	   *colname;
 	char	   *attname;		/* data attribute feeding it */
 	int			attlen;
+	AttrNumber	attnum;
 	Oid			typid;
 	int32		typmod;
 	Oid			typioparam;
@@ -188,6 +192,17 @@ typedef struct Projection
 	SyncColumn *cols;
 	Datum	   *values;
 	char	   *nulls;
+
+	/*
+	 * sync: the upsert without SPI (projections_upsert.c), NULL when the
+	 * target needs the SPI plans.  fast_stale: the target changed since
+	 * (a relcache invalidation arrived while the cache is pinned by a
+	 * dispatch); the SPI plans revalidate themselves, so they take over.
+	 */
+	ProjUpsert *fast;
+	bool		fast_stale;
+	AttrNumber *fast_atts;
+	bool	   *fast_nulls;
 
 	/* pending statistics entry of this transaction */
 	int			pend_idx;
@@ -443,9 +458,42 @@ rebuild_progress_clear(void)
 	rebuilding = false;
 }
 
+/* Drop the direct upserts' executor states of an aborting (sub)transaction. */
+static void
+upsert_states_forget(SubTransactionId subid)
+{
+	for (int i = 0; i < cache.n; i++)
+		if (cache.projs[i].fast)
+			proj_upsert_forget(cache.projs[i].fast, subid);
+}
+
+/* evstore_batch_end_hook: an append is done, release the executor states */
+static void
+projections_batch_end(void)
+{
+	if (prev_batch_end_hook)
+		prev_batch_end_hook();
+	for (int i = 0; i < cache.n; i++)
+		if (cache.projs[i].fast)
+			proj_upsert_release(cache.projs[i].fast);
+}
+
 static void
 proj_xact_callback(XactEvent event, void *arg)
 {
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* released at the end of each append; after an error, forgotten */
+			upsert_states_forget(InvalidSubTransactionId);
+			break;
+		default:
+			break;
+	}
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -471,6 +519,8 @@ proj_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	int			level;
 
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		upsert_states_forget(mySubid);
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
 	level = GetCurrentTransactionNestLevel();
@@ -493,18 +543,17 @@ proj_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 static void
 proj_relcache_callback(Datum arg, Oid relid)
 {
-	if (!cache.valid)
-		return;
 	if (relid == InvalidOid || relid == cache.catalog_rel)
-	{
 		cache.valid = false;
+	if (relid == cache.catalog_rel && relid != InvalidOid)
 		return;
-	}
+	/* also while the cache is invalid but still in use by a dispatch */
 	for (int i = 0; i < cache.n; i++)
-		if (cache.projs[i].is_sync && cache.projs[i].target == relid)
+		if (cache.projs[i].is_sync &&
+			(relid == InvalidOid || cache.projs[i].target == relid))
 		{
 			cache.valid = false;
-			return;
+			cache.projs[i].fast_stale = true;
 		}
 }
 
@@ -700,6 +749,8 @@ free_cache(void)
 	{
 		Projection *p = &cache.projs[i];
 
+		if (p->fast)
+			proj_upsert_release(p->fast);
 		for (int k = 0; k < p->nshapes; k++)
 			old_plans = lappend(old_plans, p->shape_plan[k]);
 		if (p->delete_plan)
@@ -838,6 +889,7 @@ init_column(SyncColumn *c, Form_pg_attribute att, const char *attname, MemoryCon
 	c->colname = MemoryContextStrdup(cxt, NameStr(att->attname));
 	c->attname = attname ? MemoryContextStrdup(cxt, attname) : NULL;
 	c->attlen = attname ? strlen(attname) : 0;
+	c->attnum = att->attnum;
 	c->typid = att->atttypid;
 	c->typmod = att->atttypmod;
 	getTypeInputInfo(att->atttypid, &infunc, &c->typioparam);
@@ -940,6 +992,7 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 	AttrNumber	keyatt;
 	Oid			opfamily = InvalidOid;
 	Oid			opcintype = InvalidOid;
+	Oid			keyindex = InvalidOid;
 	Oid			eqop;
 	List	   *indexes;
 	ListCell   *lc;
@@ -994,6 +1047,7 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 		{
 			opfamily = idx->rd_opfamily[0];
 			opcintype = idx->rd_opcintype[0];
+			keyindex = RelationGetRelid(idx);
 		}
 		index_close(idx, AccessShareLock);
 		if (OidIsValid(opfamily))
@@ -1112,6 +1166,27 @@ sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 	}
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
+
+	/* can upserts skip SPI?  Decided once; a change of the table resets it */
+	if (keep)
+	{
+		const char *why = proj_upsert_unsupported(rel);
+
+		p->fast_stale = false;
+		if (why == NULL)
+		{
+			p->fast = proj_upsert_prepare(rel, keyatt, keyindex, cxt);
+			p->fast_atts = MemoryContextAlloc(cxt, sizeof(AttrNumber) * Max(p->ncols, 1));
+			p->fast_nulls = MemoryContextAlloc(cxt, sizeof(bool) * Max(p->ncols, 1));
+			ereport(DEBUG1,
+					(errmsg_internal("projection \"%s\" upserts into \"%s\" directly",
+									 p->name, RelationGetRelationName(rel))));
+		}
+		else
+			ereport(DEBUG1,
+					(errmsg_internal("projection \"%s\" upserts into \"%s\" through SPI: %s",
+									 p->name, RelationGetRelationName(rel), why)));
+	}
 	table_close(rel, AccessShareLock);
 
 	/* at create time, check that the upsert of every column prepares */
@@ -1278,8 +1353,28 @@ apply_sync(Projection *p, TupleTableSlot *slot, const char *type, int typelen)
 			mask = bms_add_member(mask, i);
 			p->values[nv] = json_to_datum(v, col, col->attname, &vnull);
 			p->nulls[nv] = vnull ? 'n' : ' ';
+			if (p->fast)
+			{
+				p->fast_atts[nv - 1] = col->attnum;
+				p->fast_nulls[nv - 1] = vnull;
+			}
 			nv++;
 		}
+
+		/*
+		 * The direct upsert, when the owner may INSERT, UPDATE and SELECT
+		 * the whole table (checked per event: role memberships change
+		 * without invalidating the table).  Otherwise the SPI plan raises
+		 * the permission error SQL raises.
+		 */
+		if (p->fast && p->fast_stale)
+			proj_upsert_release(p->fast);
+		else if (p->fast &&
+				 pg_class_aclmask(p->target, p->owner, ACL_INSERT | ACL_UPDATE | ACL_SELECT,
+								  ACLMASK_ALL) == (ACL_INSERT | ACL_UPDATE | ACL_SELECT) &&
+				 proj_upsert_exec(p->fast, &p->fast_stale, key, p->fast_atts,
+								  p->values + 1, p->fast_nulls, nv - 1))
+			return;
 		plan = shape_plan(p, mask);
 	}
 	else
@@ -1456,6 +1551,8 @@ evstore_projections_init(void)
 	done = true;
 	prev_event_hook = evstore_event_hook;
 	evstore_event_hook = projections_event_hook;
+	prev_batch_end_hook = evstore_batch_end_hook;
+	evstore_batch_end_hook = projections_batch_end;
 	CacheRegisterRelcacheCallback(proj_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, proj_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, proj_syscache_callback, (Datum) 0);
@@ -2010,6 +2107,8 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 				ps->rebuild_position = pos;
 			}
 		}
+		if (p->fast)
+			proj_upsert_release(p->fast);
 	}
 	PG_FINALLY();
 	{
