@@ -92,6 +92,7 @@ perl -e '
     my ($dir, @names) = @ARGV;
     open my $csv, ">", "$dir/results.csv" or die;
     print $csv "kind,bench,test,variant,value,unit,runs\n";
+    my %shred;
     sub cq { my $s = shift; $s =~ /[",]/ ? do { $s =~ s/"/""/g; "\"$s\"" } : $s }
     for my $n (@names) {
         open my $fh, "<", "$dir/$n.txt" or next;
@@ -110,6 +111,27 @@ perl -e '
                 print $csv join(",", "result", cq($n), cq($t), "A", $m[1], "tps", ""), "\n";
                 print $csv join(",", "result", cq($n), cq($t), "B", $m[2], "tps", ""), "\n";
                 print $csv join(",", "ratio", cq($n), cq($t), "B/A", $m[3], "", ""), "\n";
+            } elsif ($n eq "shredding" && (@m = /^(evstore|cbc|pgp_sym) +([\d.]+) +([\d.]+) +([\d.]+)$/)) {
+                print $csv join(",", "result", "shredding", "protect+reveal (ms)", $m[0], $m[3], "ms", ""), "\n";
+                $shred{$m[0]} = $m[3];
+                if (keys %shred == 3) {   # time ratios: > 1 means evstore faster
+                    printf $csv "ratio,shredding,protect+reveal (ms),pgp_sym/evstore,%.2f,,\n", $shred{pgp_sym} / $shred{evstore};
+                    printf $csv "ratio,shredding,protect+reveal (ms),cbc/evstore,%.2f,,\n", $shred{cbc} / $shred{evstore};
+                }
+            } elsif ($n eq "projections" && (@m = /^median tps: none ([\d.]+), sync ([\d.]+), nomatch20 ([\d.]+), copy ([\d.]+), copy_trg ([\d.]+)/)) {
+                my $t = "single-event append (tps)";
+                print $csv join(",", "result", "projections", cq($t), "no-projection", $m[0], "tps", ""), "\n";
+                print $csv join(",", "result", "projections", cq($t), "sync-projection", $m[1], "tps", ""), "\n";
+                print $csv join(",", "result", "projections", cq($t), "20-nonmatching", $m[2], "tps", ""), "\n";
+                printf $csv "ratio,projections,%s,sync-projection/no-projection,%.2f,,\n", cq($t), $m[1] / $m[0];
+                printf $csv "ratio,projections,%s,20-nonmatching/no-projection,%.2f,,\n", cq($t), $m[2] / $m[0];
+            } elsif ($n eq "projections" && (@m = /^batches of 50 events, time per event: none ([\d.]+) us, sync ([\d.]+) us, nomatch20 ([\d.]+) us/)) {
+                my $t = "append_events of 50 (events/s)";
+                print $csv join(",", "result", "projections", cq($t), "no-projection", 1e6 / $m[0], "events/s", ""), "\n";
+                print $csv join(",", "result", "projections", cq($t), "sync-projection", 1e6 / $m[1], "events/s", ""), "\n";
+                printf $csv "ratio,projections,%s,sync-projection/no-projection,%.2f,,\n", cq($t), $m[0] / $m[1];
+            } elsif ($n eq "projections" && (@m = /^ratio trigger\/projection added cost[^:]*: ([\d.]+)/)) {
+                print $csv join(",", "ratio", "projections", "cost added per event", "plpgsql-trigger/sync-projection", $m[0], "", ""), "\n";
             } elsif ($n eq "core" && (@m = /^(.{44}) +([\d.]+) +([\d.]+) +([\d.]+) +(.*)$/)) {
                 my $t = $m[0]; $t =~ s/\s+$//;
                 print $csv join(",", "result", "core", cq($t), "evstore", $m[1], "tps", ""), "\n";
