@@ -179,6 +179,45 @@ SELECT stream_version FROM evstore.append_events('order-6',
 SELECT * FROM seen ORDER BY version;
 SELECT evstore.drop_projection('fast_look');
 
+-- later events of an append update the row version the append wrote
+-- directly, unless something else in the transaction changed it meanwhile:
+-- here a handler (running after the sync projection, by name order) edits
+-- the note on 'Noted' and deletes the row on 'Purged'; the next event must
+-- update the row's latest version, or insert the row again
+CREATE FUNCTION meddle(e evstore.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF e.event_type = 'Noted' THEN
+        UPDATE public.fast SET note = 'handler ' || e.stream_version WHERE order_id = e.data->>'order_id';
+    ELSIF e.event_type = 'Purged' THEN
+        DELETE FROM public.fast WHERE order_id = e.data->>'order_id';
+    END IF;
+END $$;
+SELECT evstore.create_projection('fast_meddle', 'meddle(evstore.events)', categories => ARRAY['order']);
+SELECT stream_version FROM evstore.append_events('order-8',
+    '[{"type": "OrderPlaced", "data": {"order_id": "o8", "total": 1}},
+      {"type": "Noted", "data": {"order_id": "o8", "total": 2}},
+      {"type": "OrderPaid", "data": {"order_id": "o8", "status": "paid"}},
+      {"type": "OrderPaid", "data": {"order_id": "o8", "total": 3}},
+      {"type": "Purged", "data": {"order_id": "o8", "total": 4}},
+      {"type": "OrderShipped", "data": {"order_id": "o8", "status": "shipped"}},
+      {"type": "OrderPaid", "data": {"order_id": "o8", "total": 5}}]');
+SELECT order_id, status, total, note FROM fast WHERE order_id = 'o8'
+UNION ALL SELECT order_id || ' (spi)', status, total, note FROM spi WHERE order_id = 'o8';
+-- the same within one transaction over several appends, and a key-only
+-- event on a row the append wrote
+BEGIN;
+SELECT stream_version FROM evstore.append_events('order-9',
+    '[{"type": "OrderPlaced", "data": {"order_id": "o9", "total": 1}},
+      {"type": "Touched", "data": {"order_id": "o9"}},
+      {"type": "Purged", "data": {"order_id": "o9"}},
+      {"type": "Touched", "data": {"order_id": "o9"}},
+      {"type": "OrderPaid", "data": {"order_id": "o9", "status": "paid"}}]');
+SELECT order_id, status, total, note FROM fast WHERE order_id = 'o9';
+SELECT stream_version FROM evstore.append_event('order-9', 'Noted', '{"order_id": "o9", "total": 2}');
+COMMIT;
+SELECT order_id, status, total, note FROM fast WHERE order_id = 'o9';
+SELECT evstore.drop_projection('fast_meddle');
+
 -- an append failing in the middle of a batch, caught by a savepoint, and
 -- more appends and DDL on the target in the same transaction
 BEGIN;

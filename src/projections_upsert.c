@@ -25,7 +25,13 @@
  *
  * The executor state (table and indexes opened, slots, compiled defaults)
  * is kept for the events of one append and released at its end, so a batch
- * pays for it once.
+ * pays for it once.  It also remembers where the rows this append wrote
+ * are: a later event of the same append with the same key (every event of
+ * a batch, when the key is the stream id) updates that row version
+ * directly, without the index look-up and the row lock, once it has
+ * checked that the version is still the row's latest (nothing else in the
+ * transaction updated or deleted it meanwhile).  No other transaction can
+ * have changed it: it is ours and uncommitted.
  *
  * Only targets where this equals the SQL statement take this path
  * (proj_upsert_unsupported); projections.c runs everything else through
@@ -40,6 +46,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -52,6 +59,21 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+
+/*
+ * A row version written by the current append: its key (unpacked, in the
+ * state's memory) and where it is.
+ */
+#define UPSERT_OWN_ROWS 32
+
+typedef struct OwnRow
+{
+	bool		used;
+	uint32		hash;
+	Size		klen;
+	char	   *kbytes;			/* the key's bytes (a varlena's data) */
+	ItemPointerData tid;
+} OwnRow;
 
 /*
  * The executor state of the upserts into one target.  It is built at the
@@ -73,6 +95,8 @@ typedef struct UpsertState
 	ExprState **defaults;		/* per column, initialized on first use */
 	bool		triggers;		/* AFTER ROW triggers to fire */
 	bool		busy;			/* inside an upsert */
+	OwnRow		own[UPSERT_OWN_ROWS];	/* rows this append wrote */
+	int			own_next;		/* the entry to replace next */
 	ResourceOwner owner;		/* that holds our references */
 	SubTransactionId subid;		/* where it was built */
 } UpsertState;
@@ -82,6 +106,8 @@ struct ProjUpsert
 	Oid			relid;
 	Oid			keyindex;		/* unique index on the key column alone */
 	AttrNumber	keyatt;
+	int16		keylen;			/* the key column's typlen and typbyval */
+	bool		keybyval;
 	int			natts;
 	Expr	  **defaults;		/* per column: planned default, NULL: null */
 	UpsertState *st;			/* while an append runs */
@@ -139,6 +165,8 @@ proj_upsert_prepare(Relation rel, AttrNumber keyatt, Oid keyindex, MemoryContext
 	u->relid = RelationGetRelid(rel);
 	u->keyindex = keyindex;
 	u->keyatt = keyatt;
+	u->keylen = TupleDescAttr(tupdesc, keyatt - 1)->attlen;
+	u->keybyval = TupleDescAttr(tupdesc, keyatt - 1)->attbyval;
 	u->natts = tupdesc->natts;
 	u->defaults = palloc0(sizeof(Expr *) * Max(tupdesc->natts, 1));
 	for (int i = 0; i < tupdesc->natts; i++)
@@ -275,22 +303,23 @@ check_visible(UpsertState *us, TupleTableSlot *slot)
 }
 
 /*
- * Lock the conflicting row at tid and update it with the carried columns.
- * Returns false when the row changed under us: the caller starts over.
+ * Lock the conflicting row at tid and update it with the carried columns
+ * (its new place goes to newtid).  Returns false when the row changed
+ * under us: the caller starts over.
  */
+static bool apply_update(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
+						 const Datum *values, const bool *nulls, int n,
+						 ItemPointer newtid);
+
 static bool
 update_existing(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
-				const Datum *values, const bool *nulls, int n)
+				const Datum *values, const bool *nulls, int n, ItemPointer newtid)
 {
 	EState	   *estate = us->estate;
 	TupleTableSlot *existing = us->existing;
-	TupleTableSlot *upd = us->updated;
 	TM_FailureData tmfd;
 	TM_Result	res;
 	LockTupleMode lockmode = ExecUpdateLockMode(estate, us->rri);
-	int			natts = RelationGetDescr(us->rel)->natts;
-	List	   *recheck = NIL;
-	bool		update_indexes;
 
 	res = table_tuple_lock(us->rel, tid, estate->es_snapshot, existing,
 						   estate->es_output_cid, lockmode, LockWaitBlock, 0, &tmfd);
@@ -321,6 +350,27 @@ update_existing(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
 		default:
 			elog(ERROR, "evstore: unexpected table_tuple_lock result %d", (int) res);
 	}
+	return apply_update(us, tid, atts, values, nulls, n, newtid);
+}
+
+/*
+ * Update the row version at tid, which is in us->existing and locked by
+ * this transaction, with the carried columns.  Its new place goes to newtid.
+ */
+static bool
+apply_update(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
+			 const Datum *values, const bool *nulls, int n, ItemPointer newtid)
+{
+	EState	   *estate = us->estate;
+	TupleTableSlot *existing = us->existing;
+	TupleTableSlot *upd = us->updated;
+	TM_FailureData tmfd;
+	TM_Result	res;
+	LockTupleMode lockmode;
+	int			natts = RelationGetDescr(us->rel)->natts;
+	List	   *recheck = NIL;
+	bool		update_indexes;
+
 	check_visible(us, existing);
 
 	/* the new version: the existing row with the carried columns replaced */
@@ -343,6 +393,7 @@ update_existing(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
 	if (res != TM_Ok)
 		elog(ERROR, "evstore: could not update the locked row of \"%s\": result %d",
 			 RelationGetRelationName(us->rel), (int) res);
+	ItemPointerCopy(&upd->tts_tid, newtid);
 	if (update_indexes && us->rri->ri_NumIndices > 0)
 		recheck = ExecInsertIndexTuples(us->rri, upd, estate, true, false, NULL, NIL);
 	if (us->rri->ri_TrigDesc && us->rri->ri_TrigDesc->trig_update_after_row)
@@ -366,6 +417,90 @@ check_tid_visible(UpsertState *us, ItemPointer tid)
 	ExecClearTuple(us->existing);
 }
 
+/* The bytes that identify a key: a by-value datum, or the data of a
+ * by-reference one (a varlena without its header, however it is stored). */
+static const char *
+key_bytes(const ProjUpsert *u, Datum *key, Size *len)
+{
+	if (u->keybyval)
+	{
+		*len = sizeof(Datum);
+		return (const char *) key;
+	}
+	if (u->keylen == -1)
+	{
+		struct varlena *v = PG_DETOAST_DATUM_PACKED(*key);
+
+		*len = VARSIZE_ANY_EXHDR(v);
+		return VARDATA_ANY(v);
+	}
+	if (u->keylen == -2)
+	{
+		*len = strlen(DatumGetCString(*key));
+		return DatumGetCString(*key);
+	}
+	*len = u->keylen;
+	return DatumGetPointer(*key);
+}
+
+static OwnRow *
+own_find(UpsertState *us, const char *kb, Size klen, uint32 hash)
+{
+	for (int i = 0; i < UPSERT_OWN_ROWS; i++)
+	{
+		OwnRow	   *r = &us->own[i];
+
+		if (r->used && r->hash == hash && r->klen == klen &&
+			memcmp(r->kbytes, kb, klen) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+/* This append wrote the row for the key at tid. */
+static void
+own_remember(UpsertState *us, OwnRow *r, const char *kb, Size klen, uint32 hash,
+			 ItemPointer tid)
+{
+	if (r == NULL)
+	{
+		r = &us->own[us->own_next];
+		us->own_next = (us->own_next + 1) % UPSERT_OWN_ROWS;
+		if (r->used)
+			pfree(r->kbytes);
+		r->kbytes = MemoryContextAlloc(us->estate->es_query_cxt, Max(klen, 1));
+		memcpy(r->kbytes, kb, klen);
+		r->klen = klen;
+		r->hash = hash;
+		r->used = true;
+	}
+	ItemPointerCopy(tid, &r->tid);
+}
+
+/*
+ * Is the row version this append wrote at r->tid still the row's latest
+ * (not updated or deleted since, by a handler, a trigger or another
+ * projection of this transaction)?  Then it is in us->existing, and no
+ * other transaction can touch it until this one ends.
+ */
+static bool
+own_is_current(UpsertState *us, OwnRow *r)
+{
+	bool		isnull;
+	TransactionId xmin;
+
+	if (!table_tuple_fetch_row_version(us->rel, &r->tid, SnapshotSelf, us->existing))
+		return false;
+	xmin = DatumGetTransactionId(slot_getsysattr(us->existing,
+												 MinTransactionIdAttributeNumber, &isnull));
+	if (!TransactionIdIsCurrentTransactionId(xmin))
+	{
+		ExecClearTuple(us->existing);
+		return false;
+	}
+	return true;
+}
+
 /*
  * INSERT INTO rel (key, atts...) VALUES (key, values...)
  *	 ON CONFLICT (key) DO UPDATE SET atts = EXCLUDED.atts
@@ -387,6 +522,11 @@ proj_upsert_exec(ProjUpsert *u, const bool *stale, Datum key,
 	List	   *arbiters;
 	bool		pushed = false;
 	MemoryContext old;
+	const char *kb;
+	Size		klen;
+	uint32		khash;
+	OwnRow	   *own;
+	ItemPointerData newtid;
 
 	if (us == NULL)
 		us = upsert_open(u);
@@ -464,42 +604,68 @@ proj_upsert_exec(ProjUpsert *u, const bool *stale, Datum key,
 	if (rel->rd_att->constr)
 		ExecConstraints(us->rri, slot, estate);
 
-	for (;;)
+	/* a row this append wrote already? */
+	kb = key_bytes(u, &key, &klen);
+	khash = hash_bytes((const unsigned char *) kb, (int) klen);
+	own = own_find(us, kb, klen, khash);
+	if (own != NULL && !own_is_current(us, own))
 	{
-		ItemPointerData conflict;
-		uint32		token;
-		bool		spec_conflict = false;
-		List	   *recheck;
+		pfree(own->kbytes);
+		own->used = false;
+		own = NULL;
+	}
 
-		CHECK_FOR_INTERRUPTS();
-		if (!ExecCheckIndexConstraints(us->rri, slot, estate, &conflict, arbiters))
+	if (own != NULL && n == 0)
+		;						/* DO NOTHING: it is there */
+	else if (own != NULL)
+	{
+		(void) apply_update(us, &own->tid, atts, values, nulls, n, &newtid);
+		own_remember(us, own, kb, klen, khash, &newtid);
+	}
+	else
+	{
+		/* the ON CONFLICT way: look the key up, update or insert */
+		for (;;)
 		{
-			if (n == 0)
+			ItemPointerData conflict;
+			uint32		token;
+			bool		spec_conflict = false;
+			List	   *recheck;
+
+			CHECK_FOR_INTERRUPTS();
+			if (!ExecCheckIndexConstraints(us->rri, slot, estate, &conflict, arbiters))
 			{
-				check_tid_visible(us, &conflict);
-				break;
+				if (n == 0)
+				{
+					check_tid_visible(us, &conflict);
+					break;
+				}
+				if (update_existing(us, &conflict, atts, values, nulls, n, &newtid))
+				{
+					own_remember(us, NULL, kb, klen, khash, &newtid);
+					break;
+				}
+				continue;
 			}
-			if (update_existing(us, &conflict, atts, values, nulls, n))
-				break;
-			continue;
-		}
 
-		/* no row with the key yet: insert, unless someone beats us to it */
-		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
-		table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
-		recheck = ExecInsertIndexTuples(us->rri, slot, estate, false, true,
-										&spec_conflict, arbiters);
-		table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
-		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
-		if (spec_conflict)
-		{
+			/* no row with the key yet: insert, unless someone beats us to it */
+			token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+			table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
+			recheck = ExecInsertIndexTuples(us->rri, slot, estate, false, true,
+											&spec_conflict, arbiters);
+			table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
+			SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+			if (spec_conflict)
+			{
+				list_free(recheck);
+				continue;
+			}
+			if (us->rri->ri_TrigDesc && us->rri->ri_TrigDesc->trig_insert_after_row)
+				ExecARInsertTriggers(estate, us->rri, slot, recheck, NULL);
 			list_free(recheck);
-			continue;
+			own_remember(us, NULL, kb, klen, khash, &slot->tts_tid);
+			break;
 		}
-		if (us->rri->ri_TrigDesc && us->rri->ri_TrigDesc->trig_insert_after_row)
-			ExecARInsertTriggers(estate, us->rri, slot, recheck, NULL);
-		list_free(recheck);
-		break;
 	}
 
 	/* fires the queued AFTER ROW triggers, foreign key checks among them */
