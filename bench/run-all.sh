@@ -47,6 +47,7 @@ dirty=$(git -C "$root" status --porcelain 2>/dev/null | grep -v '^??' | head -1 
 report_only=0
 if [ "${1:-}" = --report ]; then   # bench/run-all.sh --report DIR: redo csv, table, chart
     report_only=1; out=$(cd "$2" && pwd); ts=$(basename "$out"); shift 2
+    commit=$(sed -n 's/^commit \([0-9a-f]*\).*/\1/p' "$out/conditions.txt" 2>/dev/null | head -1); commit=${commit:-unknown}
     names=(); for f in "$out"/*.txt; do n=$(basename "$f" .txt); [ "$n" != summary ] && [ "$n" != conditions ] && names+=("$n"); done
 else
 ts=$(date -u +%Y%m%dT%H%M%SZ)
@@ -92,7 +93,7 @@ perl -e '
     my ($dir, @names) = @ARGV;
     open my $csv, ">", "$dir/results.csv" or die;
     print $csv "kind,bench,test,variant,value,unit,runs\n";
-    my %shred;
+    my (%shred, $shred_rows);
     sub cq { my $s = shift; $s =~ /[",]/ ? do { $s =~ s/"/""/g; "\"$s\"" } : $s }
     for my $n (@names) {
         open my $fh, "<", "$dir/$n.txt" or next;
@@ -111,12 +112,16 @@ perl -e '
                 print $csv join(",", "result", cq($n), cq($t), "A", $m[1], "tps", ""), "\n";
                 print $csv join(",", "result", cq($n), cq($t), "B", $m[2], "tps", ""), "\n";
                 print $csv join(",", "ratio", cq($n), cq($t), "B/A", $m[3], "", ""), "\n";
-            } elsif ($n eq "shredding" && (@m = /^(evstore|cbc|pgp_sym) +([\d.]+) +([\d.]+) +([\d.]+)$/)) {
-                print $csv join(",", "result", "shredding", "protect+reveal (ms)", $m[0], $m[3], "ms", ""), "\n";
-                $shred{$m[0]} = $m[3];
-                if (keys %shred == 3) {   # time ratios: > 1 means evstore faster
-                    printf $csv "ratio,shredding,protect+reveal (ms),pgp_sym/evstore,%.2f,,\n", $shred{pgp_sym} / $shred{evstore};
-                    printf $csv "ratio,shredding,protect+reveal (ms),cbc/evstore,%.2f,,\n", $shred{cbc} / $shred{evstore};
+            } elsif ($n eq "shredding" && /^shredding bench: rows=(\d+)/) {
+                $shred_rows = $1;
+            } elsif ($n eq "shredding" && $shred_rows && (@m = /^(evstore|cbc|pgp_sym) +([\d.]+) +([\d.]+) +([\d.]+)$/)) {
+                # values protected and revealed per second (200-byte field)
+                my $t = "protect+reveal (values/s)";
+                $shred{$m[0]} = $shred_rows * 1000 / $m[3];
+                print $csv join(",", "result", "shredding", cq($t), $m[0], $shred{$m[0]}, "values/s", ""), "\n";
+                if (keys %shred == 3) {
+                    printf $csv "ratio,shredding,%s,evstore/pgp_sym,%.2f,,\n", cq($t), $shred{evstore} / $shred{pgp_sym};
+                    printf $csv "ratio,shredding,%s,evstore/cbc,%.2f,,\n", cq($t), $shred{evstore} / $shred{cbc};
                 }
             } elsif ($n eq "projections" && (@m = /^median tps: none ([\d.]+), sync ([\d.]+), nomatch20 ([\d.]+), copy ([\d.]+), copy_trg ([\d.]+)/)) {
                 my $t = "single-event append (tps)";
