@@ -481,21 +481,17 @@ projections_batch_end(void)
 static void
 proj_xact_callback(XactEvent event, void *arg)
 {
+	/*
+	 * The direct upserts' executor states are released at the end of each
+	 * append; after an error they are only forgotten (the abort frees them).
+	 */
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			/* released at the end of each append; after an error, forgotten */
 			upsert_states_forget(InvalidSubTransactionId);
 			break;
-		default:
-			break;
-	}
-	switch (event)
-	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
@@ -503,6 +499,7 @@ proj_xact_callback(XactEvent event, void *arg)
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			upsert_states_forget(InvalidSubTransactionId);
 			npending = 0;
 			pending_gen++;
 			dispatch_depth = 0;

@@ -277,6 +277,16 @@ proj_upsert_forget(ProjUpsert *u, SubTransactionId subid)
 		u->st = NULL;
 }
 
+/* Did this transaction write the row version in the slot? */
+static bool
+written_by_us(TupleTableSlot *slot)
+{
+	bool		isnull;
+
+	return TransactionIdIsCurrentTransactionId(
+		DatumGetTransactionId(slot_getsysattr(slot, MinTransactionIdAttributeNumber, &isnull)));
+}
+
 /*
  * Under REPEATABLE READ and SERIALIZABLE, a conflicting row that the
  * transaction snapshot cannot see was committed after the snapshot was
@@ -287,30 +297,25 @@ proj_upsert_forget(ProjUpsert *u, SubTransactionId subid)
 static void
 check_visible(UpsertState *us, TupleTableSlot *slot)
 {
-	bool		isnull;
-	TransactionId xmin;
-
 	if (!IsolationUsesXactSnapshot())
 		return;
 	if (table_tuple_satisfies_snapshot(us->rel, slot, us->estate->es_snapshot))
 		return;
-	xmin = DatumGetTransactionId(slot_getsysattr(slot, MinTransactionIdAttributeNumber,
-												 &isnull));
-	if (!TransactionIdIsCurrentTransactionId(xmin))
+	if (!written_by_us(slot))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to concurrent update")));
 }
+
+static void apply_update(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
+						 const Datum *values, const bool *nulls, int n,
+						 ItemPointer newtid);
 
 /*
  * Lock the conflicting row at tid and update it with the carried columns
  * (its new place goes to newtid).  Returns false when the row changed
  * under us: the caller starts over.
  */
-static bool apply_update(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
-						 const Datum *values, const bool *nulls, int n,
-						 ItemPointer newtid);
-
 static bool
 update_existing(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
 				const Datum *values, const bool *nulls, int n, ItemPointer newtid)
@@ -350,14 +355,15 @@ update_existing(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
 		default:
 			elog(ERROR, "evstore: unexpected table_tuple_lock result %d", (int) res);
 	}
-	return apply_update(us, tid, atts, values, nulls, n, newtid);
+	apply_update(us, tid, atts, values, nulls, n, newtid);
+	return true;
 }
 
 /*
  * Update the row version at tid, which is in us->existing and locked by
  * this transaction, with the carried columns.  Its new place goes to newtid.
  */
-static bool
+static void
 apply_update(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
 			 const Datum *values, const bool *nulls, int n, ItemPointer newtid)
 {
@@ -401,7 +407,6 @@ apply_update(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
 							 NULL, false);
 	list_free(recheck);
 	ExecClearTuple(existing);
-	return true;
 }
 
 /* Under REPEATABLE READ, DO NOTHING checks the conflicting row too. */
@@ -486,14 +491,9 @@ own_remember(UpsertState *us, OwnRow *r, const char *kb, Size klen, uint32 hash,
 static bool
 own_is_current(UpsertState *us, OwnRow *r)
 {
-	bool		isnull;
-	TransactionId xmin;
-
 	if (!table_tuple_fetch_row_version(us->rel, &r->tid, SnapshotSelf, us->existing))
 		return false;
-	xmin = DatumGetTransactionId(slot_getsysattr(us->existing,
-												 MinTransactionIdAttributeNumber, &isnull));
-	if (!TransactionIdIsCurrentTransactionId(xmin))
+	if (!written_by_us(us->existing))
 	{
 		ExecClearTuple(us->existing);
 		return false;
@@ -619,7 +619,7 @@ proj_upsert_exec(ProjUpsert *u, const bool *stale, Datum key,
 		;						/* DO NOTHING: it is there */
 	else if (own != NULL)
 	{
-		(void) apply_update(us, &own->tid, atts, values, nulls, n, &newtid);
+		apply_update(us, &own->tid, atts, values, nulls, n, &newtid);
 		own_remember(us, own, kb, klen, khash, &newtid);
 	}
 	else
