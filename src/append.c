@@ -17,7 +17,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
-#include "lifecycle.h"
+#include "wakeup.h"
 
 #include "access/table.h"
 #include "access/tableam.h"
@@ -462,7 +462,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	CommandCounterIncrement();
 
 	/* optional LISTEN/NOTIFY wake-up (evstore.notify_channel) */
-	evstore_lifecycle_notify(stream_id, sidlen);
+	evstore_wakeup_notify(stream_id, sidlen);
 }
 
 /* An evstore.append_result datum for a function returning that type. */

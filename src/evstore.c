@@ -18,7 +18,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
-#include "lifecycle.h"
+#include "wakeup.h"
 #include "projections.h"
 #include "shredding.h"
 
@@ -32,9 +32,10 @@ void
 _PG_init(void)
 {
 	evstore_catalog_init();
+	evstore_shmem_init();
 	evstore_fence_init();
 	evstore_append_init();
-	evstore_lifecycle_init();
+	evstore_wakeup_init();
 	evstore_projections_init();
 	evstore_shredding_init();
 }

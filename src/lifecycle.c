@@ -19,63 +19,18 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
-#include "lifecycle.h"
 
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "commands/async.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-
-/* GUC: channel to NOTIFY on after appends; empty = off */
-static char *notify_channel = NULL;
-
-static bool
-check_notify_channel(char **newval, void **extra, GucSource source)
-{
-	if (*newval && strlen(*newval) >= NAMEDATALEN)
-	{
-		GUC_check_errdetail("A channel name must be shorter than %d bytes.", NAMEDATALEN);
-		return false;
-	}
-	return true;
-}
-
-void
-evstore_lifecycle_init(void)
-{
-	DefineCustomStringVariable("evstore.notify_channel",
-							   "Channel to NOTIFY when a transaction appends events; empty for none.",
-							   "The payload is the category of the stream. NOTIFY serializes the commits of notifying transactions.",
-							   &notify_channel,
-							   "",
-							   PGC_SUSET, 0,
-							   check_notify_channel, NULL, NULL);
-}
-
-/*
- * End of an append: queue a notification (sent at commit, one per category
- * and transaction since PostgreSQL folds identical notifications).
- */
-void
-evstore_lifecycle_notify(const char *stream_id, int sidlen)
-{
-	char	   *category;
-
-	if (notify_channel == NULL || notify_channel[0] == '\0')
-		return;
-	category = pnstrdup(stream_id, evstore_category_len(stream_id, sidlen));
-	Async_Notify(notify_channel, category);
-	pfree(category);
-}
 
 static void
 raise_stream_tombstoned(const char *stream_id)
