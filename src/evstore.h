@@ -128,13 +128,18 @@ extern void evstore_append_batch(const char *stream_id, int sidlen,
 								 bool has_expected, int64 expected,
 								 EvstoreAppendResult *result);
 
-/* fence.c */
+/* shmem.c */
+extern void evstore_shmem_init(void);
 extern bool evstore_shmem_ready(void);
+extern void evstore_require_preload(void);
+
+/* fence.c */
 extern void evstore_fence_init(void);
+extern Size evstore_fence_shmem_size(void);
+extern void evstore_fence_shmem_startup(void);
 extern void evstore_fence_publish(void);
 extern int64 evstore_fence_horizon(void);
 extern int64 evstore_sequence_last_value(Oid seqoid);
-extern void evstore_require_preload(void);
 
 /* streams.c */
 typedef struct EvstoreStreamState

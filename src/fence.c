@@ -24,6 +24,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "compat.h"
 
 #include "access/xact.h"
 #include "access/relation.h"
@@ -54,36 +55,26 @@ typedef struct FenceShared
 
 static FenceShared *fence = NULL;
 static bool fence_published = false;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-static bool preloaded = false;
 static bool exit_registered = false;
 
-static Size
-fence_shmem_size(void)
+/* Size of the fence in shared memory: one slot per backend. */
+Size
+evstore_fence_shmem_size(void)
 {
 	return add_size(offsetof(FenceShared, slots),
 					mul_size(MaxBackends, sizeof(FenceSlot)));
 }
 
-static void
-fence_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(fence_shmem_size());
-}
-
-static void
-fence_shmem_startup(void)
+/*
+ * Attach the fence (shmem.c calls this from evstore's shmem_startup_hook,
+ * holding AddinShmemInitLock); the first process initializes it.
+ */
+void
+evstore_fence_shmem_startup(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	fence = ShmemInitStruct("evstore fence", fence_shmem_size(), &found);
+	fence = ShmemInitStruct("evstore fence", evstore_fence_shmem_size(), &found);
 	if (!found)
 	{
 		fence->nslots = MaxBackends;
@@ -93,15 +84,16 @@ fence_shmem_startup(void)
 			fence->slots[i].pid = 0;
 		}
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 static FenceSlot *
 my_slot(void)
 {
-	if (MyBackendId == InvalidBackendId || MyBackendId > fence->nslots)
-		elog(ERROR, "evstore: backend id %d has no fence slot", MyBackendId);
-	return &fence->slots[MyBackendId - 1];
+	int			i = evstore_my_backend_slot();
+
+	if (i < 0 || i >= fence->nslots)
+		elog(ERROR, "evstore: backend slot %d has no fence slot", i);
+	return &fence->slots[i];
 }
 
 static void
@@ -151,48 +143,11 @@ fence_shmem_exit(int code, Datum arg)
 		fence_clear();
 }
 
-/*
- * Called from _PG_init.  Shared memory is only available when the library
- * is loaded through shared_preload_libraries.
- */
+/* Called from _PG_init. */
 void
 evstore_fence_init(void)
 {
 	RegisterXactCallback(fence_xact_callback, NULL);
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-	preloaded = true;
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = fence_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = fence_shmem_startup;
-}
-
-bool
-evstore_shmem_ready(void)
-{
-	return preloaded && fence != NULL;
-}
-
-void
-evstore_require_preload(void)
-{
-	if (!evstore_shmem_ready())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("evstore must be loaded via shared_preload_libraries"),
-				 errdetail("Subscriptions that never skip a late commit need evstore's shared memory."),
-				 errhint("Add 'evstore' to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
-
-PG_FUNCTION_INFO_V1(evstore_require_preload_sql);
-
-/* evstore._require_preload() -> void (install-time check) */
-Datum
-evstore_require_preload_sql(PG_FUNCTION_ARGS)
-{
-	evstore_require_preload();
-	PG_RETURN_VOID();
 }
 
 /*

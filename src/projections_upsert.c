@@ -41,6 +41,7 @@
  */
 #include "evstore.h"
 #include "projections.h"
+#include "compat.h"
 
 #include "access/table.h"
 #include "access/tableam.h"
@@ -87,7 +88,7 @@ typedef struct UpsertState
 {
 	EState	   *estate;
 	ResultRelInfo *rri;
-	RangeTblEntry *rte;
+	EvstoreColumnSets *cols;	/* where insertedCols/updatedCols live */
 	Relation	rel;			/* opened by us, RowExclusiveLock */
 	TupleTableSlot *proposed;	/* the row to insert */
 	TupleTableSlot *existing;	/* the conflicting row, locked */
@@ -199,7 +200,7 @@ upsert_open(ProjUpsert *u)
 {
 	UpsertState *us;
 	EState	   *estate;
-	RangeTblEntry *rte;
+	EvstoreColumnSets *cols;
 	ResultRelInfo *rri;
 	Relation	rel;
 	MemoryContext old;
@@ -211,13 +212,8 @@ upsert_open(ProjUpsert *u)
 	estate = CreateExecutorState();
 	MemoryContextSwitchTo(estate->es_query_cxt);
 	us = palloc0(sizeof(UpsertState));
-	rte = makeNode(RangeTblEntry);
 	rri = makeNode(ResultRelInfo);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
+	cols = evstore_init_range_table(estate, rel, RowExclusiveLock);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	/* as ExecInitResultRelation: closed by ExecCloseResultRelations */
 	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
@@ -225,7 +221,7 @@ upsert_open(ProjUpsert *u)
 
 	us->estate = estate;
 	us->rri = rri;
-	us->rte = rte;
+	us->cols = cols;
 	us->rel = rel;
 	us->proposed = table_slot_create(rel, &estate->es_tupleTable);
 	us->existing = table_slot_create(rel, &estate->es_tupleTable);
@@ -375,7 +371,7 @@ apply_update(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
 	LockTupleMode lockmode;
 	int			natts = RelationGetDescr(us->rel)->natts;
 	List	   *recheck = NIL;
-	bool		update_indexes;
+	EvstoreUpdateIndexes update_indexes;
 
 	check_visible(us, existing);
 
@@ -400,8 +396,9 @@ apply_update(UpsertState *us, ItemPointer tid, const AttrNumber *atts,
 		elog(ERROR, "evstore: could not update the locked row of \"%s\": result %d",
 			 RelationGetRelationName(us->rel), (int) res);
 	ItemPointerCopy(&upd->tts_tid, newtid);
-	if (update_indexes && us->rri->ri_NumIndices > 0)
-		recheck = ExecInsertIndexTuples(us->rri, upd, estate, true, false, NULL, NIL);
+	if (EVSTORE_UPDATE_NEEDS_INDEXES(update_indexes) && us->rri->ri_NumIndices > 0)
+		recheck = evstore_insert_index_tuples(us->rri, upd, estate, true, false, NULL, NIL,
+											  EVSTORE_UPDATE_ONLY_SUMMARIZING(update_indexes));
 	if (us->rri->ri_TrigDesc && us->rri->ri_TrigDesc->trig_update_after_row)
 		ExecARUpdateTriggers(estate, us->rri, NULL, NULL, tid, NULL, upd, recheck,
 							 NULL, false);
@@ -556,15 +553,15 @@ proj_upsert_exec(ProjUpsert *u, const bool *stale, Datum key,
 
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	arbiters = list_make1_oid(u->keyindex);
-	bms_free(us->rte->insertedCols);
-	bms_free(us->rte->updatedCols);
-	us->rte->insertedCols = bms_make_singleton(u->keyatt - FirstLowInvalidHeapAttributeNumber);
-	us->rte->updatedCols = NULL;
+	bms_free(us->cols->insertedCols);
+	bms_free(us->cols->updatedCols);
+	us->cols->insertedCols = bms_make_singleton(u->keyatt - FirstLowInvalidHeapAttributeNumber);
+	us->cols->updatedCols = NULL;
 	for (int i = 0; i < n; i++)
 	{
-		us->rte->insertedCols = bms_add_member(us->rte->insertedCols,
+		us->cols->insertedCols = bms_add_member(us->cols->insertedCols,
 											   atts[i] - FirstLowInvalidHeapAttributeNumber);
-		us->rte->updatedCols = bms_add_member(us->rte->updatedCols,
+		us->cols->updatedCols = bms_add_member(us->cols->updatedCols,
 											  atts[i] - FirstLowInvalidHeapAttributeNumber);
 	}
 
@@ -633,7 +630,7 @@ proj_upsert_exec(ProjUpsert *u, const bool *stale, Datum key,
 			List	   *recheck;
 
 			CHECK_FOR_INTERRUPTS();
-			if (!ExecCheckIndexConstraints(us->rri, slot, estate, &conflict, arbiters))
+			if (!evstore_check_index_constraints(us->rri, slot, estate, &conflict, NULL, arbiters))
 			{
 				if (n == 0)
 				{
@@ -651,8 +648,8 @@ proj_upsert_exec(ProjUpsert *u, const bool *stale, Datum key,
 			/* no row with the key yet: insert, unless someone beats us to it */
 			token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
 			table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
-			recheck = ExecInsertIndexTuples(us->rri, slot, estate, false, true,
-											&spec_conflict, arbiters);
+			recheck = evstore_insert_index_tuples(us->rri, slot, estate, false, true,
+												  &spec_conflict, arbiters, false);
 			table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
 			SpeculativeInsertionLockRelease(GetCurrentTransactionId());
 			if (spec_conflict)

@@ -13,6 +13,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "compat.h"
 
 #include "access/genam.h"
 #include "access/relscan.h"
@@ -99,7 +100,7 @@ evstore_read_stream(PG_FUNCTION_ARGS)
 					Int64GetDatum(from));
 
 	slot = table_slot_create(events_rel, NULL);
-	scan = index_beginscan(events_rel, index, snapshot, nkeys, 0);
+	scan = evstore_index_beginscan(events_rel, index, snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	while (index_getnext_slot(scan, backwards ? BackwardScanDirection : ForwardScanDirection, slot))
 	{
@@ -239,7 +240,7 @@ open_scan(Relation heap, Relation index, Snapshot snapshot, const ReadAllArgs *a
 	ScanKeyInit(&keys[nkeys++], poscol, BTLessEqualStrategyNumber, F_INT8LE,
 				Int64GetDatum(a->horizon));
 	ms->slot = table_slot_create(heap, NULL);
-	ms->scan = index_beginscan(heap, index, snapshot, nkeys, 0);
+	ms->scan = evstore_index_beginscan(heap, index, snapshot, nkeys, 0);
 	index_rescan(ms->scan, keys, nkeys, NULL, 0);
 	return ms;
 }

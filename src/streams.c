@@ -14,6 +14,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "compat.h"
 
 #include "access/genam.h"
 #include "access/relscan.h"
@@ -56,7 +57,7 @@ evstore_index_lookup(Relation heap, Oid indexoid, ScanKey keys, int nkeys,
 
 	for (int i = 0; i < nkeys; i++)
 		keys[i].sk_collation = index->rd_indcollation[keys[i].sk_attno - 1];
-	scan = index_beginscan(heap, index, snapshot, nkeys, 0);
+	scan = evstore_index_beginscan(heap, index, snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);

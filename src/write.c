@@ -8,6 +8,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "compat.h"
 
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -21,18 +22,9 @@ void
 evstore_writer_open(EvstoreWriter *w, Relation rel)
 {
 	EState	   *estate = CreateExecutorState();
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-#if PG_VERSION_NUM >= 160000
-	ExecInitRangeTable(estate, list_make1(rte), NIL);
-#else
-	ExecInitRangeTable(estate, list_make1(rte));
-#endif
+	(void) evstore_init_range_table(estate, rel, RowExclusiveLock);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	estate->es_output_cid = GetCurrentCommandId(true);
 	ExecOpenIndices(rri, false);
@@ -81,15 +73,9 @@ evstore_writer_insert(EvstoreWriter *w, Datum *values, bool *nulls,
 	{
 		List	   *arbiters = OidIsValid(arbiter_index) ? list_make1_oid(arbiter_index) : NIL;
 
-#if PG_VERSION_NUM >= 160000
-		conflicts = ExecInsertIndexTuples(w->rri, w->slot, w->estate, false,
-										  arbiters != NIL, &spec_conflict,
-										  arbiters, false);
-#else
-		conflicts = ExecInsertIndexTuples(w->rri, w->slot, w->estate, false,
-										  arbiters != NIL, &spec_conflict,
-										  arbiters);
-#endif
+		conflicts = evstore_insert_index_tuples(w->rri, w->slot, w->estate, false,
+												arbiters != NIL, &spec_conflict,
+												arbiters, false);
 	}
 	if (w->rri->ri_TrigDesc && w->rri->ri_TrigDesc->trig_insert_after_row)
 		ExecARInsertTriggers(w->estate, w->rri, w->slot, NIL, NULL);
@@ -106,11 +92,7 @@ evstore_writer_update(EvstoreWriter *w, ItemPointer otid, Datum *values, bool *n
 	TM_Result	res;
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
-#if PG_VERSION_NUM >= 160000
-	TU_UpdateIndexes update_indexes;
-#else
-	bool		update_indexes;
-#endif
+	EvstoreUpdateIndexes update_indexes;
 
 	fill_slot(w, values, nulls);
 	res = table_tuple_update(w->rel, otid, w->slot, w->estate->es_output_cid,
@@ -121,14 +103,9 @@ evstore_writer_update(EvstoreWriter *w, ItemPointer otid, Datum *values, bool *n
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not update row of \"%s\": concurrent change",
 						RelationGetRelationName(w->rel))));
-#if PG_VERSION_NUM >= 160000
-	if (update_indexes != TU_None && w->rri->ri_NumIndices > 0)
-		ExecInsertIndexTuples(w->rri, w->slot, w->estate, true, false, NULL, NIL,
-							  update_indexes == TU_Summarizing);
-#else
-	if (update_indexes && w->rri->ri_NumIndices > 0)
-		ExecInsertIndexTuples(w->rri, w->slot, w->estate, true, false, NULL, NIL);
-#endif
+	if (EVSTORE_UPDATE_NEEDS_INDEXES(update_indexes) && w->rri->ri_NumIndices > 0)
+		evstore_insert_index_tuples(w->rri, w->slot, w->estate, true, false, NULL, NIL,
+									EVSTORE_UPDATE_ONLY_SUMMARIZING(update_indexes));
 }
 
 void
