@@ -18,6 +18,8 @@ $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION evstore');
 my $fresh = catalog_description($node, 'fresh');
 like($fresh, qr/evstore\.events/, 'fresh install describes its objects');
+my $fresh_dump = schema_dump($node, 'fresh');
+like($fresh_dump, qr/CREATE TABLE evstore\.events/, 'pg_dump --binary-upgrade shows the extension\'s objects');
 
 foreach my $old (@released)
 {
@@ -51,6 +53,13 @@ foreach my $old (@released)
 	}), "\n1\n-1\nt\n2\n5\nt\nt\nf\n0", "$old: lifecycle functions work after the update");
 	is(catalog_description($node, $db), $fresh,
 		"$old: updated schema equals a fresh $default install");
+	my $dump = schema_dump($node, $db);
+	$dump =~ s/\Q$db\E/fresh/g;
+	my $base = $node->basedir;
+	PostgreSQL::Test::Utils::append_to_file("$base/fresh.dump", $fresh_dump) unless -e "$base/fresh.dump";
+	PostgreSQL::Test::Utils::append_to_file("$base/$db.dump", $dump);
+	my ($diff) = PostgreSQL::Test::Utils::run_command([ 'diff', '-u', "$base/fresh.dump", "$base/$db.dump" ]);
+	is($diff, '', "$old: pg_dump --schema-only of the updated database equals a fresh install's");
 }
 
 $node->stop;

@@ -7,7 +7,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Exporter 'import';
 
-our @EXPORT = qw(evstore_node catalog_description writer_scripts);
+our @EXPORT = qw(evstore_node catalog_description schema_dump writer_scripts);
 
 # A started node configured like the pg_regress instances (test/evstore.conf),
 # with evstore created in database "postgres" unless $opts{no_extension}.
@@ -123,6 +123,33 @@ SELECT x FROM (
   SELECT 'config ' || unnest(extconfig)::regclass || ' ' || coalesce(array_to_string(extcondition, ','), '')
   FROM pg_extension WHERE extname = 'evstore'
 ) s ORDER BY x COLLATE "C"});
+}
+
+# The full definition of every object of the extension, as pg_dump writes it
+# with --binary-upgrade (a plain dump names only CREATE EXTENSION), with what
+# differs between two databases of identical schema taken out: OIDs,
+# relfilenodes, frozen xids, sequence positions and the \restrict key.
+sub schema_dump
+{
+	my ($node, $db) = @_;
+	my ($dump, $err) = PostgreSQL::Test::Utils::run_command(
+		[ 'pg_dump', '--schema-only', '--binary-upgrade', '-d', $node->connstr($db) ]);
+	die "pg_dump of $db failed: $err" if $err ne '' || $dump eq '';
+	my @keep;
+	for my $line (split /\n/, $dump)
+	{
+		if ($line =~ /binary_upgrade_create_empty_extension/)
+		{
+			$line =~ s/'\{[0-9,]*\}'/'{oids}'/;
+			push @keep, $line;
+			next;
+		}
+		# sequence positions are data, not schema
+		$line =~ s/setval\('([^']+)', \d+, (true|false)\)/setval('$1', N)/;
+		next if $line =~ /binary_upgrade_set_next|^\\(un)?restrict |^-- For binary upgrade|relfrozenxid|^WHERE oid = |^-- Dumped |^UPDATE pg_catalog\.pg_class$/;
+		push @keep, $line;
+	}
+	return join("\n", @keep) . "\n";
 }
 
 1;
