@@ -25,10 +25,6 @@
 #include "evstore.h"
 #include "shredding.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
 #include "access/genam.h"
 #include "access/relscan.h"
 #include "access/table.h"
@@ -65,10 +61,6 @@
 
 /* Ciphertext format, version 1: ver(1) | key id(8, big-endian) | nonce(12) | ct | tag(16) */
 #define ENC_VERSION			1
-#define KEY_LEN				32
-#define NONCE_LEN			12
-#define TAG_LEN				16
-#define KEYID_LEN			8
 #define ENC_HEADER_LEN		(1 + KEYID_LEN)
 #define ENC_OVERHEAD		(ENC_HEADER_LEN + NONCE_LEN + TAG_LEN)
 
@@ -165,16 +157,6 @@ typedef struct KeyRel
 
 static KeyRel keyrel;
 
-/* ---------- OpenSSL state ---------- */
-
-static EVP_CIPHER_CTX *gcm_ctx = NULL;
-static bool gcm_ready = false;
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-static EVP_CIPHER *gcm_cipher = NULL;
-#else
-static const EVP_CIPHER *gcm_cipher = NULL;
-#endif
-
 static void flush_key_cache(void);
 static void wipe_master_keys(void);
 
@@ -185,7 +167,7 @@ static void wipe_master_keys(void);
 static void
 wipe_master_keys(void)
 {
-	OPENSSL_cleanse(master_keys, sizeof(master_keys));
+	shred_wipe(master_keys, sizeof(master_keys));
 	n_master_keys = 0;
 	current_master_version = 0;
 	master_loaded = false;
@@ -202,7 +184,7 @@ flush_key_cache(void)
 
 		hash_seq_init(&status, key_hash);
 		while ((e = (KeyEntry *) hash_seq_search(&status)) != NULL)
-			OPENSSL_cleanse(e->key, KEY_LEN);
+			shred_wipe(e->key, KEY_LEN);
 	}
 	key_hash = NULL;
 	subject_hash = NULL;
@@ -210,11 +192,7 @@ flush_key_cache(void)
 		MemoryContextReset(cache_cxt);
 	/* (call_key is not touched: cache_key() may flush while it is in use) */
 	/* the cipher context holds the last key schedule */
-	if (gcm_ctx != NULL)
-	{
-		EVP_CIPHER_CTX_reset(gcm_ctx);
-		gcm_ready = false;
-	}
+	shred_cipher_reset();
 	cache_stale = false;
 }
 
@@ -338,7 +316,7 @@ static void
 begin_call(void)
 {
 	AcceptInvalidationMessages();
-	OPENSSL_cleanse(&call_key, sizeof(call_key));
+	shred_wipe(&call_key, sizeof(call_key));
 	if (cache_stale)
 		flush_key_cache();
 	if (!keyrel.valid)
@@ -375,122 +353,6 @@ subject_hash_value(const char *subject, int len)
 {
 	return hash_bytes_extended((const unsigned char *) subject, len,
 							   UINT64CONST(0x7368726564));
-}
-
-/* ======================================================================
- * AES-256-GCM
- * ====================================================================== */
-
-static void
-crypto_setup(void)
-{
-	if (gcm_cipher == NULL)
-	{
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-		gcm_cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-#else
-		gcm_cipher = EVP_aes_256_gcm();
-#endif
-		if (gcm_cipher == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("OpenSSL does not provide AES-256-GCM")));
-	}
-	if (gcm_ctx == NULL)
-	{
-		gcm_ctx = EVP_CIPHER_CTX_new();
-		if (gcm_ctx == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory"),
-					 errdetail("Could not allocate an OpenSSL cipher context.")));
-		gcm_ready = false;
-	}
-	if (!gcm_ready)
-	{
-		if (EVP_CipherInit_ex(gcm_ctx, gcm_cipher, NULL, NULL, NULL, 1) != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("could not initialize AES-256-GCM")));
-		gcm_ready = true;
-	}
-}
-
-/*
- * Nonces come from a per-backend pool refilled from RAND_bytes, so that
- * encrypting many values does not pay OpenSSL's per-call overhead for 12
- * bytes each time.  Each pool byte is handed out once, and the pool is only
- * ever filled inside a backend (never in the postmaster before a fork), so
- * no two processes share pool bytes.
- */
-#define NONCE_POOL_SIZE		(NONCE_LEN * 128)
-static uint8 nonce_pool[NONCE_POOL_SIZE];
-static int	nonce_pool_used = NONCE_POOL_SIZE;
-
-static void random_bytes(uint8 *buf, int len);
-
-static void
-random_nonce(uint8 *nonce)
-{
-	if (nonce_pool_used + NONCE_LEN > NONCE_POOL_SIZE)
-	{
-		random_bytes(nonce_pool, NONCE_POOL_SIZE);
-		nonce_pool_used = 0;
-	}
-	memcpy(nonce, nonce_pool + nonce_pool_used, NONCE_LEN);
-	memset(nonce_pool + nonce_pool_used, 0, NONCE_LEN);
-	nonce_pool_used += NONCE_LEN;
-}
-
-static void
-random_bytes(uint8 *buf, int len)
-{
-	if (RAND_bytes(buf, len) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("could not generate random bytes")));
-}
-
-/* Encrypt; ct must have room for len bytes.  Errors out on OpenSSL failure. */
-static void
-gcm_encrypt(const uint8 *key, const uint8 *nonce,
-			const uint8 *aad1, int aad1len, const uint8 *aad2, int aad2len,
-			const uint8 *pt, int len, uint8 *ct, uint8 *tag)
-{
-	int			outl;
-	uint8		dummy[16];
-
-	crypto_setup();
-	if (EVP_CipherInit_ex(gcm_ctx, NULL, NULL, key, nonce, 1) != 1 ||
-		(aad1len > 0 && EVP_EncryptUpdate(gcm_ctx, NULL, &outl, aad1, aad1len) != 1) ||
-		(aad2len > 0 && EVP_EncryptUpdate(gcm_ctx, NULL, &outl, aad2, aad2len) != 1) ||
-		(len > 0 && EVP_EncryptUpdate(gcm_ctx, ct, &outl, pt, len) != 1) ||
-		EVP_EncryptFinal_ex(gcm_ctx, dummy, &outl) != 1 ||
-		EVP_CIPHER_CTX_ctrl(gcm_ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, tag) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("AES-256-GCM encryption failed")));
-}
-
-/* Decrypt and authenticate; returns false when the tag does not verify. */
-static bool
-gcm_decrypt(const uint8 *key, const uint8 *nonce,
-			const uint8 *aad1, int aad1len, const uint8 *aad2, int aad2len,
-			const uint8 *ct, int len, const uint8 *tag, uint8 *pt)
-{
-	int			outl;
-	uint8		dummy[16];
-
-	crypto_setup();
-	if (EVP_CipherInit_ex(gcm_ctx, NULL, NULL, key, nonce, 0) != 1 ||
-		(aad1len > 0 && EVP_DecryptUpdate(gcm_ctx, NULL, &outl, aad1, aad1len) != 1) ||
-		(aad2len > 0 && EVP_DecryptUpdate(gcm_ctx, NULL, &outl, aad2, aad2len) != 1) ||
-		(len > 0 && EVP_DecryptUpdate(gcm_ctx, pt, &outl, ct, len) != 1) ||
-		EVP_CIPHER_CTX_ctrl(gcm_ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *) tag) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("AES-256-GCM decryption failed")));
-	return EVP_DecryptFinal_ex(gcm_ctx, dummy, &outl) == 1;
 }
 
 static void
@@ -614,7 +476,7 @@ parse_master_keys(const char *buf, int len, int *errline)
 
 			if (hi < 0 || lo < 0)
 			{
-				OPENSSL_cleanse(mk, sizeof(*mk));
+				shred_wipe(mk, sizeof(*mk));
 				return "a master key must be exactly 64 hexadecimal digits (256 bits)";
 			}
 			mk->key[k] = (uint8) ((hi << 4) | lo);
@@ -650,13 +512,13 @@ read_all_fd(int fd, StringInfo buf, int *err)
 			break;
 		if (buf->len + (int) n > MAX_MASTER_SOURCE)
 		{
-			OPENSSL_cleanse(chunk, sizeof(chunk));
+			shred_wipe(chunk, sizeof(chunk));
 			*err = EFBIG;
 			return false;
 		}
 		appendBinaryStringInfo(buf, chunk, (int) n);
 	}
-	OPENSSL_cleanse(chunk, sizeof(chunk));
+	shred_wipe(chunk, sizeof(chunk));
 	if (n < 0)
 	{
 		*err = errno ? errno : EIO;
@@ -668,7 +530,7 @@ read_all_fd(int fd, StringInfo buf, int *err)
 static void
 wipe_buffer(StringInfo buf)
 {
-	OPENSSL_cleanse(buf->data, buf->maxlen);
+	shred_wipe(buf->data, buf->maxlen);
 	pfree(buf->data);
 }
 
@@ -832,9 +694,11 @@ wrap_key(const uint8 *key, int32 mversion, int64 key_id,
 
 	SET_VARSIZE(res, VARHDRSZ + WRAPPED_LEN);
 	p[0] = WRAP_VERSION;
-	random_bytes(p + 1, NONCE_LEN);
-	gcm_encrypt(mk->key, p + 1, aad, aadlen, (const uint8 *) subject, subjlen,
-				key, KEY_LEN, p + 1 + NONCE_LEN, p + 1 + NONCE_LEN + KEY_LEN);
+	shred_random_bytes(p + 1, NONCE_LEN);
+	shred_gcm_encrypt(mk->key, p + 1, aad, aadlen,
+					  (const uint8 *) subject, subjlen,
+					  key, KEY_LEN,
+					  p + 1 + NONCE_LEN, p + 1 + NONCE_LEN + KEY_LEN);
 	return res;
 }
 
@@ -854,10 +718,12 @@ unwrap_key(bytea *wrapped, int32 mversion, int64 key_id,
 						(long long) key_id)));
 	mk = master_key(mversion);
 	aadlen = wrap_aad(aad, mversion, key_id);
-	if (!gcm_decrypt(mk->key, p + 1, aad, aadlen, (const uint8 *) subject, subjlen,
-					 p + 1 + NONCE_LEN, KEY_LEN, p + 1 + NONCE_LEN + KEY_LEN, out))
+	if (!shred_gcm_decrypt(mk->key, p + 1, aad, aadlen,
+						   (const uint8 *) subject, subjlen,
+						   p + 1 + NONCE_LEN, KEY_LEN,
+						   p + 1 + NONCE_LEN + KEY_LEN, out))
 	{
-		OPENSSL_cleanse(out, KEY_LEN);
+		shred_wipe(out, KEY_LEN);
 		ereport(ERROR,
 				(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
 				 errmsg("could not unwrap data key %lld with evstore master key version %d",
@@ -1159,10 +1025,10 @@ get_subject_key(const char *subject, int subjlen, bool allow_forgotten,
 					 errhint("To store new data for this subject anyway, call evstore.protect(data, subject, paths, allow_forgotten => true).")));
 
 		load_master_keys();
-		random_bytes(out->key, KEY_LEN);
+		shred_random_bytes(out->key, KEY_LEN);
 		do
 		{
-			random_bytes((uint8 *) &key_id, sizeof(key_id));
+			shred_random_bytes((uint8 *) &key_id, sizeof(key_id));
 		} while (key_id == 0);
 		wrapped = wrap_key(out->key, current_master_version, key_id, subject, subjlen);
 
@@ -1488,14 +1354,14 @@ push_encrypted(ProtectCtx *ctx, JsonbValue *v, JsonbParseState **ps)
 	blob = palloc(bloblen);
 	blob[0] = ENC_VERSION;
 	put_be64(blob + 1, (uint64) call_key.key_id);
-	random_nonce(blob + ENC_HEADER_LEN);
-	gcm_encrypt(call_key.key, blob + ENC_HEADER_LEN,
-				blob, ENC_HEADER_LEN,
-				(const uint8 *) ctx->subject, ctx->subjlen,
-				(const uint8 *) ctx->pt.data, ptlen,
-				blob + ENC_HEADER_LEN + NONCE_LEN,
-				blob + ENC_HEADER_LEN + NONCE_LEN + ptlen);
-	OPENSSL_cleanse(ctx->pt.data, ctx->pt.len);
+	shred_random_nonce(blob + ENC_HEADER_LEN);
+	shred_gcm_encrypt(call_key.key, blob + ENC_HEADER_LEN,
+					  blob, ENC_HEADER_LEN,
+					  (const uint8 *) ctx->subject, ctx->subjlen,
+					  (const uint8 *) ctx->pt.data, ptlen,
+					  blob + ENC_HEADER_LEN + NONCE_LEN,
+					  blob + ENC_HEADER_LEN + NONCE_LEN + ptlen);
+	shred_wipe(ctx->pt.data, ctx->pt.len);
 	b64 = palloc(pg_b64_enc_len(bloblen) + 1);
 	b64len = b64_encode(blob, bloblen, b64);
 	pfree(blob);
@@ -1698,8 +1564,8 @@ protect_internal(FunctionCallInfo fcinfo, bool allow_forgotten)
 	initStringInfo(&ctx.pt);
 
 	result = protect_container(&ctx, &data->root, list_make1(root), &ps);
-	OPENSSL_cleanse(&call_key, sizeof(call_key));
-	OPENSSL_cleanse(ctx.pt.data, ctx.pt.maxlen);
+	shred_wipe(&call_key, sizeof(call_key));
+	shred_wipe(ctx.pt.data, ctx.pt.maxlen);
 	if (!ctx.changed)
 		PG_RETURN_JSONB_P(data);
 	/* the root's END token returned the finished document */
@@ -1782,16 +1648,17 @@ decrypt_marker(RevealCtx *ctx, const char *b64, int b64len, JsonbValue *out)
 	}
 	ptlen = n - ENC_OVERHEAD;
 	pt = palloc(ptlen + 1);
-	ok = gcm_decrypt(call_key.key, blob + ENC_HEADER_LEN,
-					 blob, ENC_HEADER_LEN,
-					 (const uint8 *) call_key.subject, call_key.subjlen,
-					 blob + ENC_HEADER_LEN + NONCE_LEN, ptlen,
-					 blob + ENC_HEADER_LEN + NONCE_LEN + ptlen, (uint8 *) pt);
-	OPENSSL_cleanse(call_key.key, KEY_LEN);
+	ok = shred_gcm_decrypt(call_key.key, blob + ENC_HEADER_LEN,
+						   blob, ENC_HEADER_LEN,
+						   (const uint8 *) call_key.subject, call_key.subjlen,
+						   blob + ENC_HEADER_LEN + NONCE_LEN, ptlen,
+						   blob + ENC_HEADER_LEN + NONCE_LEN + ptlen,
+						   (uint8 *) pt);
+	shred_wipe(call_key.key, KEY_LEN);
 	pfree(blob);
 	if (!ok)
 	{
-		OPENSSL_cleanse(pt, ptlen);
+		shred_wipe(pt, ptlen);
 		ereport(ERROR,
 				(errcode(ERRCODE_EVSTORE_CIPHERTEXT_AUTH_FAILED),
 				 errmsg("evstore ciphertext failed authentication"),
@@ -1910,7 +1777,7 @@ reveal_internal(FunctionCallInfo fcinfo, Jsonb *placeholder)
 		Assert(ps == NULL && result != NULL);
 		res = JsonbValueToJsonb(result);
 	}
-	OPENSSL_cleanse(&call_key, sizeof(call_key));
+	shred_wipe(&call_key, sizeof(call_key));
 	PG_RETURN_JSONB_P(res);
 }
 
@@ -2005,7 +1872,7 @@ evstore_forget(PG_FUNCTION_ARGS)
 
 		do
 		{
-			random_bytes((uint8 *) &key_id, sizeof(key_id));
+			shred_random_bytes((uint8 *) &key_id, sizeof(key_id));
 		} while (key_id == 0);
 		memset(nulls, 0, sizeof(nulls));
 		values[Anum_keys_key_id - 1] = Int64GetDatum(key_id);
@@ -2129,7 +1996,7 @@ evstore_rotate_master_key(PG_FUNCTION_ARGS)
 		values[Anum_keys_master_version - 1] = Int32GetDatum(target);
 		values[Anum_keys_wrapped_key - 1] =
 			PointerGetDatum(wrap_key(key, target, row->key_id, row->subject, row->subjlen));
-		OPENSSL_cleanse(key, KEY_LEN);
+		shred_wipe(key, KEY_LEN);
 		values[Anum_keys_created_at - 1] = row->created_at;
 		nulls[Anum_keys_forgotten_at - 1] = true;
 		values[Anum_keys_forgotten_at - 1] = (Datum) 0;
