@@ -64,16 +64,6 @@
 #define ENC_HEADER_LEN		(1 + KEYID_LEN)
 #define ENC_OVERHEAD		(ENC_HEADER_LEN + NONCE_LEN + TAG_LEN)
 
-/* Wrapped data key, version 1: ver(1) | nonce(12) | wrapped key(32) | tag(16) */
-#define WRAP_VERSION		1
-#define WRAPPED_LEN			(1 + NONCE_LEN + KEY_LEN + TAG_LEN)
-#define WRAP_AAD_PREFIX		"evstore-wrap"
-#define WRAP_AAD_PREFIX_LEN (sizeof(WRAP_AAD_PREFIX) - 1)
-
-/* Master key source limits */
-#define MAX_MASTER_KEYS		64
-#define MAX_MASTER_SOURCE	65536
-
 /* locktag_field4 of the per-subject advisory lock ("KY") */
 #define SUBJECT_LOCK_CLASS	0x4B59
 
@@ -91,22 +81,7 @@ enum
 
 /* ---------- settings ---------- */
 
-static char *master_key_file = NULL;
-static char *master_key_command = NULL;
 static int	key_cache_size = 10000;
-
-/* ---------- master keys (loaded at most once per transaction) ---------- */
-
-typedef struct MasterKey
-{
-	int32		version;
-	uint8		key[KEY_LEN];
-} MasterKey;
-
-static MasterKey master_keys[MAX_MASTER_KEYS];
-static int	n_master_keys = 0;
-static int32 current_master_version = 0;
-static bool master_loaded = false;
 
 /* ---------- per-backend cache of unwrapped data keys ---------- */
 
@@ -158,20 +133,10 @@ typedef struct KeyRel
 static KeyRel keyrel;
 
 static void flush_key_cache(void);
-static void wipe_master_keys(void);
 
 /* ======================================================================
  * Memory hygiene, invalidation, setup
  * ====================================================================== */
-
-static void
-wipe_master_keys(void)
-{
-	shred_wipe(master_keys, sizeof(master_keys));
-	n_master_keys = 0;
-	current_master_version = 0;
-	master_loaded = false;
-}
 
 /* Drop every cached data key, wiping the key bytes first. */
 static void
@@ -219,15 +184,15 @@ shredding_xact_callback(XactEvent event, void *arg)
 			if (keys_changed_in_xact)
 				cache_stale = true;
 			keys_changed_in_xact = false;
-			if (master_loaded)
-				wipe_master_keys();
+			if (shred_master_loaded)
+				shred_wipe_master_keys();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
 			keys_changed_in_xact = false;
-			if (master_loaded)
-				wipe_master_keys();
+			if (shred_master_loaded)
+				shred_wipe_master_keys();
 			break;
 		default:
 			break;
@@ -242,13 +207,11 @@ shredding_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		cache_stale = true;
 }
 
-/* Any change of a master key setting drops everything derived from it. */
-static void
-master_key_assign(const char *newval, void *extra)
+/* Mark the key cache stale: a master key setting changed. */
+void
+shred_mark_key_cache_stale(void)
 {
 	cache_stale = true;
-	if (master_loaded)
-		wipe_master_keys();
 }
 
 static void
@@ -260,23 +223,7 @@ key_cache_size_assign(int newval, void *extra)
 void
 evstore_shredding_init(void)
 {
-	DefineCustomStringVariable("evstore.master_key_file",
-							   "File holding evstore's master key(s) for crypto-shredding.",
-							   "One key per line as \"<version> <64 hex digits>\" (or a single bare hex key, version 1). "
-							   "A relative path is relative to the data directory.",
-							   &master_key_file,
-							   "",
-							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY,
-							   NULL, master_key_assign, NULL);
-	DefineCustomStringVariable("evstore.master_key_command",
-							   "Shell command printing evstore's master key(s) on standard output.",
-							   "Same format as evstore.master_key_file; run by the server when a data key must be wrapped or unwrapped.",
-							   &master_key_command,
-							   "",
-							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY,
-							   NULL, master_key_assign, NULL);
+	shred_masterkey_init();
 	DefineCustomIntVariable("evstore.key_cache_size",
 							"Unwrapped data keys each session may cache (0 disables the cache).",
 							NULL,
@@ -353,384 +300,6 @@ subject_hash_value(const char *subject, int len)
 {
 	return hash_bytes_extended((const unsigned char *) subject, len,
 							   UINT64CONST(0x7368726564));
-}
-
-static void
-put_be64(uint8 *p, uint64 v)
-{
-	for (int i = 7; i >= 0; i--)
-	{
-		p[i] = (uint8) (v & 0xFF);
-		v >>= 8;
-	}
-}
-
-static uint64
-get_be64(const uint8 *p)
-{
-	uint64		v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-/* ======================================================================
- * Master keys
- * ====================================================================== */
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/*
- * Parse the key source text.  Never reports key material: on failure
- * returns a static message and the 1-based line number.
- */
-static const char *
-parse_master_keys(const char *buf, int len, int *errline)
-{
-	int			pos = 0;
-	int			line = 0;
-
-	n_master_keys = 0;
-	current_master_version = 0;
-	while (pos < len)
-	{
-		int			start = pos,
-					end;
-		int64		version = 1;
-		bool		has_version = false;
-		const char *hex;
-		int			hexlen;
-		MasterKey  *mk;
-
-		line++;
-		*errline = line;
-		while (pos < len && buf[pos] != '\n')
-			pos++;
-		end = pos;
-		pos++;					/* skip the newline */
-		while (start < end && isspace((unsigned char) buf[start]))
-			start++;
-		while (end > start && isspace((unsigned char) buf[end - 1]))
-			end--;
-		if (start == end || buf[start] == '#')
-			continue;
-
-		/* optional "<version>" followed by ':' or blanks */
-		hex = buf + start;
-		hexlen = end - start;
-		for (int i = start; i < end; i++)
-		{
-			if (buf[i] == ':' || buf[i] == ' ' || buf[i] == '\t')
-			{
-				int			j = i;
-
-				if (i == start)
-					return "a master key version must be a positive integer";
-				version = 0;
-				for (int k = start; k < i; k++)
-				{
-					if (!isdigit((unsigned char) buf[k]))
-						return "a master key version must be a positive integer";
-					version = version * 10 + (buf[k] - '0');
-					if (version > PG_INT32_MAX)
-						return "a master key version must be at most 2147483647";
-				}
-				while (j < end && (buf[j] == ':' || buf[j] == ' ' || buf[j] == '\t'))
-					j++;
-				hex = buf + j;
-				hexlen = end - j;
-				has_version = true;
-				break;
-			}
-		}
-		if (version < 1)
-			return "a master key version must be a positive integer";
-		if (hexlen != KEY_LEN * 2)
-			return "a master key must be exactly 64 hexadecimal digits (256 bits)";
-		if (!has_version && n_master_keys > 0)
-			return "a key without a version is only allowed as the only key";
-		for (int k = 0; k < n_master_keys; k++)
-		{
-			if (master_keys[k].version == version)
-				return "a master key version appears twice";
-		}
-		if (n_master_keys >= MAX_MASTER_KEYS)
-			return "too many master key versions (the limit is 64)";
-		mk = &master_keys[n_master_keys];
-		mk->version = (int32) version;
-		for (int k = 0; k < KEY_LEN; k++)
-		{
-			int			hi = hexval(hex[2 * k]),
-						lo = hexval(hex[2 * k + 1]);
-
-			if (hi < 0 || lo < 0)
-			{
-				shred_wipe(mk, sizeof(*mk));
-				return "a master key must be exactly 64 hexadecimal digits (256 bits)";
-			}
-			mk->key[k] = (uint8) ((hi << 4) | lo);
-		}
-		n_master_keys++;
-		if (version > current_master_version)
-			current_master_version = (int32) version;
-	}
-	*errline = 0;
-	if (n_master_keys == 0)
-		return "no master key found";
-	return NULL;
-}
-
-/*
- * Read everything from fd into buf (at most MAX_MASTER_SOURCE bytes).  Plain
- * read(2), no stdio: a stdio buffer would keep a copy of the key text in
- * freed memory.
- */
-static bool
-read_all_fd(int fd, StringInfo buf, int *err)
-{
-	char		chunk[1024];
-	ssize_t		n;
-
-	*err = 0;
-	for (;;)
-	{
-		n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (buf->len + (int) n > MAX_MASTER_SOURCE)
-		{
-			shred_wipe(chunk, sizeof(chunk));
-			*err = EFBIG;
-			return false;
-		}
-		appendBinaryStringInfo(buf, chunk, (int) n);
-	}
-	shred_wipe(chunk, sizeof(chunk));
-	if (n < 0)
-	{
-		*err = errno ? errno : EIO;
-		return false;
-	}
-	return true;
-}
-
-static void
-wipe_buffer(StringInfo buf)
-{
-	shred_wipe(buf->data, buf->maxlen);
-	pfree(buf->data);
-}
-
-#define MASTER_KEY_HINT \
-	"Set evstore.master_key_file or evstore.master_key_command (superuser only, e.g. in postgresql.conf) and reload; see docs/shredding.md."
-
-/*
- * Load the master keys from the configured source, once per transaction.
- * The key text lives only in a buffer that is wiped before anything can
- * fail, and no message ever includes it.
- */
-static void
-load_master_keys(void)
-{
-	bool		has_file = master_key_file && master_key_file[0] != '\0';
-	bool		has_cmd = master_key_command && master_key_command[0] != '\0';
-	StringInfoData buf;
-	const char *problem;
-	int			line = 0;
-	int			err = 0;
-
-	if (master_loaded)
-		return;
-	if (!has_file && !has_cmd)
-		ereport(ERROR,
-				(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-				 errmsg("evstore master key is not configured"),
-				 errdetail("Protecting and revealing data needs a master key to wrap and unwrap the data keys."),
-				 errhint(MASTER_KEY_HINT)));
-	if (has_file && has_cmd)
-		ereport(ERROR,
-				(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-				 errmsg("evstore master key is configured twice"),
-				 errdetail("Both evstore.master_key_file and evstore.master_key_command are set."),
-				 errhint("Set only one of them.")));
-
-	/* sized once, so that no reallocation leaves a copy of the key behind */
-	initStringInfo(&buf);
-	enlargeStringInfo(&buf, MAX_MASTER_SOURCE + 1);
-	if (has_file)
-	{
-		int			fd = OpenTransientFile(master_key_file, O_RDONLY | PG_BINARY);
-		bool		ok;
-
-		if (fd < 0)
-		{
-			err = errno;
-			wipe_buffer(&buf);
-			ereport(ERROR,
-					(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-					 errmsg("could not open the evstore master key file: %s", strerror(err)),
-					 superuser() ? errdetail("evstore.master_key_file is \"%s\".", master_key_file) : 0,
-					 errhint(MASTER_KEY_HINT)));
-		}
-		ok = read_all_fd(fd, &buf, &err);
-		CloseTransientFile(fd);
-		if (!ok)
-		{
-			wipe_buffer(&buf);
-			ereport(ERROR,
-					(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-					 errmsg("could not read the evstore master key file: %s",
-							err == EFBIG ? "file too large" : strerror(err)),
-					 errhint(MASTER_KEY_HINT)));
-		}
-	}
-	else
-	{
-		FILE	   *f;
-		bool		ok;
-		int			rc;
-
-		fflush(NULL);
-		f = OpenPipeStream(master_key_command, PG_BINARY_R);
-		if (f == NULL)
-		{
-			err = errno;
-			wipe_buffer(&buf);
-			ereport(ERROR,
-					(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-					 errmsg("could not run the evstore master key command: %s", strerror(err)),
-					 errhint(MASTER_KEY_HINT)));
-		}
-		ok = read_all_fd(fileno(f), &buf, &err);
-		rc = ClosePipeStream(f);
-		if (!ok || rc != 0)
-		{
-			wipe_buffer(&buf);
-			if (!ok)
-				ereport(ERROR,
-						(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-						 errmsg("could not read the output of the evstore master key command: %s",
-								err == EFBIG ? "output too large" : strerror(err)),
-						 errhint(MASTER_KEY_HINT)));
-			ereport(ERROR,
-					(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-					 errmsg("evstore master key command failed"),
-					 errdetail("The command %s.", wait_result_to_str(rc)),
-					 errhint(MASTER_KEY_HINT)));
-		}
-	}
-
-	problem = parse_master_keys(buf.data, buf.len, &line);
-	wipe_buffer(&buf);
-	if (problem != NULL)
-	{
-		wipe_master_keys();
-		if (line > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-					 errmsg("invalid evstore master key source: %s", problem),
-					 errdetail("The problem is on line %d of the %s.", line,
-							   has_file ? "master key file" : "master key command's output"),
-					 errhint("Each line is \"<version> <64 hex digits>\"; a single bare key is version 1.")));
-		ereport(ERROR,
-				(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-				 errmsg("invalid evstore master key source: %s", problem),
-				 errhint("Each line is \"<version> <64 hex digits>\"; a single bare key is version 1.")));
-	}
-	master_loaded = true;
-}
-
-static const MasterKey *
-master_key(int32 version)
-{
-	load_master_keys();
-	for (int i = 0; i < n_master_keys; i++)
-		if (master_keys[i].version == version)
-			return &master_keys[i];
-	ereport(ERROR,
-			(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-			 errmsg("evstore master key version %d is not available", version),
-			 errdetail("A data key is wrapped under master key version %d, which the configured master key source does not list.", version),
-			 errhint("Add that version back to the master key source, or run evstore.rotate_master_key() while it is still available.")));
-	return NULL;				/* keep compiler quiet */
-}
-
-/* Additional data of a wrapped key: prefix | ver | master version | key id | subject */
-static int
-wrap_aad(uint8 *aad, int32 mversion, int64 key_id)
-{
-	memcpy(aad, WRAP_AAD_PREFIX, WRAP_AAD_PREFIX_LEN);
-	aad[WRAP_AAD_PREFIX_LEN] = WRAP_VERSION;
-	aad[WRAP_AAD_PREFIX_LEN + 1] = (uint8) ((uint32) mversion >> 24);
-	aad[WRAP_AAD_PREFIX_LEN + 2] = (uint8) ((uint32) mversion >> 16);
-	aad[WRAP_AAD_PREFIX_LEN + 3] = (uint8) ((uint32) mversion >> 8);
-	aad[WRAP_AAD_PREFIX_LEN + 4] = (uint8) mversion;
-	put_be64(aad + WRAP_AAD_PREFIX_LEN + 5, (uint64) key_id);
-	return WRAP_AAD_PREFIX_LEN + 5 + KEYID_LEN;
-}
-
-static bytea *
-wrap_key(const uint8 *key, int32 mversion, int64 key_id,
-		 const char *subject, int subjlen)
-{
-	const MasterKey *mk = master_key(mversion);
-	bytea	   *res = (bytea *) palloc(VARHDRSZ + WRAPPED_LEN);
-	uint8	   *p = (uint8 *) VARDATA(res);
-	uint8		aad[64];
-	int			aadlen = wrap_aad(aad, mversion, key_id);
-
-	SET_VARSIZE(res, VARHDRSZ + WRAPPED_LEN);
-	p[0] = WRAP_VERSION;
-	shred_random_bytes(p + 1, NONCE_LEN);
-	shred_gcm_encrypt(mk->key, p + 1, aad, aadlen,
-					  (const uint8 *) subject, subjlen,
-					  key, KEY_LEN,
-					  p + 1 + NONCE_LEN, p + 1 + NONCE_LEN + KEY_LEN);
-	return res;
-}
-
-static void
-unwrap_key(bytea *wrapped, int32 mversion, int64 key_id,
-		   const char *subject, int subjlen, uint8 *out)
-{
-	const MasterKey *mk;
-	const uint8 *p = (const uint8 *) VARDATA_ANY(wrapped);
-	uint8		aad[64];
-	int			aadlen;
-
-	if (VARSIZE_ANY_EXHDR(wrapped) != WRAPPED_LEN || p[0] != WRAP_VERSION)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("wrapped data key %lld in evstore.subject_keys is malformed",
-						(long long) key_id)));
-	mk = master_key(mversion);
-	aadlen = wrap_aad(aad, mversion, key_id);
-	if (!shred_gcm_decrypt(mk->key, p + 1, aad, aadlen,
-						   (const uint8 *) subject, subjlen,
-						   p + 1 + NONCE_LEN, KEY_LEN,
-						   p + 1 + NONCE_LEN + KEY_LEN, out))
-	{
-		shred_wipe(out, KEY_LEN);
-		ereport(ERROR,
-				(errcode(ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE),
-				 errmsg("could not unwrap data key %lld with evstore master key version %d",
-						(long long) key_id, mversion),
-				 errdetail("The master key configured as version %d is not the one that wrapped this key, or the key row was altered.",
-						   mversion)));
-	}
 }
 
 /* ======================================================================
@@ -926,8 +495,8 @@ get_key_by_id(int64 key_id, KeyInfo *out)
 	out->subject = live->subject;
 	out->subjlen = live->subjlen;
 	if (!forgotten)
-		unwrap_key(live->wrapped, live->master_version, key_id,
-				   live->subject, live->subjlen, out->key);
+		shred_unwrap_key(live->wrapped, live->master_version, key_id,
+						 live->subject, live->subjlen, out->key);
 	else
 		memset(out->key, 0, KEY_LEN);
 	{
@@ -1006,8 +575,8 @@ get_subject_key(const char *subject, int subjlen, bool allow_forgotten,
 	if (live != NULL)
 	{
 		out->key_id = live->key_id;
-		unwrap_key(live->wrapped, live->master_version, live->key_id,
-				   subject, subjlen, out->key);
+		shred_unwrap_key(live->wrapped, live->master_version, live->key_id,
+						 subject, subjlen, out->key);
 	}
 	else
 	{
@@ -1024,18 +593,19 @@ get_subject_key(const char *subject, int subjlen, bool allow_forgotten,
 					 errdetail("evstore.forget() destroyed this subject's key; new data for it would need a new key."),
 					 errhint("To store new data for this subject anyway, call evstore.protect(data, subject, paths, allow_forgotten => true).")));
 
-		load_master_keys();
+		shred_load_master_keys();
 		shred_random_bytes(out->key, KEY_LEN);
 		do
 		{
 			shred_random_bytes((uint8 *) &key_id, sizeof(key_id));
 		} while (key_id == 0);
-		wrapped = wrap_key(out->key, current_master_version, key_id, subject, subjlen);
+		wrapped = shred_wrap_key(out->key, shred_current_master_version,
+								 key_id, subject, subjlen);
 
 		memset(nulls, 0, sizeof(nulls));
 		values[Anum_keys_key_id - 1] = Int64GetDatum(key_id);
 		values[Anum_keys_subject - 1] = PointerGetDatum(cstring_to_text_with_len(subject, subjlen));
-		values[Anum_keys_master_version - 1] = Int32GetDatum(current_master_version);
+		values[Anum_keys_master_version - 1] = Int32GetDatum(shred_current_master_version);
 		values[Anum_keys_wrapped_key - 1] = PointerGetDatum(wrapped);
 		values[Anum_keys_created_at - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 		nulls[Anum_keys_forgotten_at - 1] = true;
@@ -1353,7 +923,7 @@ push_encrypted(ProtectCtx *ctx, JsonbValue *v, JsonbParseState **ps)
 	bloblen = ENC_OVERHEAD + ptlen;
 	blob = palloc(bloblen);
 	blob[0] = ENC_VERSION;
-	put_be64(blob + 1, (uint64) call_key.key_id);
+	shred_put_be64(blob + 1, (uint64) call_key.key_id);
 	shred_random_nonce(blob + ENC_HEADER_LEN);
 	shred_gcm_encrypt(call_key.key, blob + ENC_HEADER_LEN,
 					  blob, ENC_HEADER_LEN,
@@ -1638,7 +1208,7 @@ decrypt_marker(RevealCtx *ctx, const char *b64, int b64len, JsonbValue *out)
 				 errmsg("evstore ciphertext is truncated"),
 				 errdetail("It is %d bytes long; the smallest ciphertext is %d bytes.",
 						   n, ENC_OVERHEAD)));
-	key_id = (int64) get_be64(blob + 1);
+	key_id = (int64) shred_get_be64(blob + 1);
 	get_key_by_id(key_id, &call_key);
 	if (call_key.forgotten)
 	{
@@ -1960,9 +1530,9 @@ evstore_rotate_master_key(PG_FUNCTION_ARGS)
 
 	begin_call();
 	/* read the key source afresh: a new version may just have been added */
-	wipe_master_keys();
-	load_master_keys();
-	target = current_master_version;
+	shred_wipe_master_keys();
+	shred_load_master_keys();
+	target = shred_current_master_version;
 
 	/* keep key creation and forget() out while we re-wrap */
 	rel = table_open(keyrel.rel, ShareRowExclusiveLock);
@@ -1988,14 +1558,15 @@ evstore_rotate_master_key(PG_FUNCTION_ARGS)
 		bool		nulls[Natts_keys];
 
 		CHECK_FOR_INTERRUPTS();
-		unwrap_key(row->wrapped, row->master_version, row->key_id,
-				   row->subject, row->subjlen, key);
+		shred_unwrap_key(row->wrapped, row->master_version, row->key_id,
+						 row->subject, row->subjlen, key);
 		memset(nulls, 0, sizeof(nulls));
 		values[Anum_keys_key_id - 1] = Int64GetDatum(row->key_id);
 		values[Anum_keys_subject - 1] = PointerGetDatum(cstring_to_text_with_len(row->subject, row->subjlen));
 		values[Anum_keys_master_version - 1] = Int32GetDatum(target);
 		values[Anum_keys_wrapped_key - 1] =
-			PointerGetDatum(wrap_key(key, target, row->key_id, row->subject, row->subjlen));
+			PointerGetDatum(shred_wrap_key(key, target, row->key_id,
+										   row->subject, row->subjlen));
 		shred_wipe(key, KEY_LEN);
 		values[Anum_keys_created_at - 1] = row->created_at;
 		nulls[Anum_keys_forgotten_at - 1] = true;

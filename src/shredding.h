@@ -22,6 +22,27 @@
 #define TAG_LEN				16
 #define KEYID_LEN			8
 
+/* Big-endian integers in the byte formats */
+static inline void
+shred_put_be64(uint8 *p, uint64 v)
+{
+	for (int i = 7; i >= 0; i--)
+	{
+		p[i] = (uint8) (v & 0xFF);
+		v >>= 8;
+	}
+}
+
+static inline uint64
+shred_get_be64(const uint8 *p)
+{
+	uint64		v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
 extern void evstore_shredding_init(void);
 
 /* shredding_cipher.c: AES-256-GCM, random bytes, wiping (all of OpenSSL) */
@@ -38,5 +59,19 @@ extern bool shred_gcm_decrypt(const uint8 *key, const uint8 *nonce,
 							  const uint8 *aad2, int aad2len,
 							  const uint8 *ct, int len, const uint8 *tag,
 							  uint8 *pt);
+
+/* shredding_masterkey.c: the master key source, wrapping data keys */
+extern int32 shred_current_master_version;
+extern bool shred_master_loaded;
+extern void shred_masterkey_init(void);
+extern void shred_wipe_master_keys(void);
+extern void shred_load_master_keys(void);
+extern bytea *shred_wrap_key(const uint8 *key, int32 mversion, int64 key_id,
+							 const char *subject, int subjlen);
+extern void shred_unwrap_key(bytea *wrapped, int32 mversion, int64 key_id,
+							 const char *subject, int subjlen, uint8 *out);
+
+/* shredding.c: the key cache */
+extern void shred_mark_key_cache_stale(void);
 
 #endif							/* EVSTORE_SHREDDING_H */
