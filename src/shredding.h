@@ -9,6 +9,11 @@
 #ifndef EVSTORE_SHREDDING_H
 #define EVSTORE_SHREDDING_H
 
+#include "fmgr.h"
+#include "nodes/pg_list.h"
+#include "utils/array.h"
+#include "utils/jsonb.h"
+
 /* SQLSTATEs of crypto-shredding (class ES, 8xx) */
 #define ERRCODE_EVSTORE_SUBJECT_FORGOTTEN		MAKE_SQLSTATE('E','S','8','0','1')
 #define ERRCODE_EVSTORE_MASTER_KEY_UNAVAILABLE	MAKE_SQLSTATE('E','S','8','0','2')
@@ -70,6 +75,14 @@ extern bytea *shred_wrap_key(const uint8 *key, int32 mversion, int64 key_id,
 							 const char *subject, int subjlen);
 extern void shred_unwrap_key(bytea *wrapped, int32 mversion, int64 key_id,
 							 const char *subject, int subjlen, uint8 *out);
+
+/* shredding_paths.c: the paths protect() encrypts, as a tree of PathNodes */
+typedef struct PathNode PathNode;
+
+extern PathNode *shred_parse_paths(FunctionCallInfo fcinfo, ArrayType *paths,
+								   int *nelems);
+extern List *shred_path_match(List *set, const JsonbValue *key, int index,
+							  bool *terminal);
 
 /* shredding.c: the key cache */
 extern void shred_mark_key_cache_stale(void);
