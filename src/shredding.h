@@ -4,6 +4,25 @@
  *	  Crypto-shredding (forgettable payloads): per-subject data keys and
  *	  AES-256-GCM field encryption inside jsonb.  See docs/shredding.md.
  *
+ * Crypto-shredding implements SPEC section 8.  Selected fields of a jsonb
+ * document are replaced by a marker object {"$evstore_enc": "<base64>"}
+ * holding the field's JSON text encrypted with AES-256-GCM under a data key
+ * that belongs to one data subject.  Data keys live in evstore.subject_keys,
+ * only ever wrapped (AES-256-GCM again) under a master key that comes from
+ * a file or a command outside SQL.  Forgetting a subject deletes its wrapped
+ * key; the ciphertext stays where it is and reads as JSON null from then
+ * on.  docs/shredding.md has the byte formats and the threat model.
+ *
+ * The files, and what this header shares between them (evstore.c needs
+ * only evstore_shredding_init):
+ *	  shredding_cipher.c	 AES-256-GCM, random bytes, wiping; the only file
+ *							 that calls OpenSSL
+ *	  shredding_masterkey.c  the master key source and key wrapping
+ *	  shredding_keys.c		 the key table, the per-backend key cache,
+ *							 forget(), is_forgotten(), rotate_master_key()
+ *	  shredding_paths.c		 the path parser of protect()
+ *	  shredding_protect.c	 protect() and reveal()
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef EVSTORE_SHREDDING_H
@@ -48,8 +67,6 @@ shred_get_be64(const uint8 *p)
 	return v;
 }
 
-extern void evstore_shredding_init(void);
-
 /* shredding_cipher.c: AES-256-GCM, random bytes, wiping (all of OpenSSL) */
 extern void shred_wipe(void *ptr, size_t len);
 extern void shred_cipher_reset(void);
@@ -84,7 +101,24 @@ extern PathNode *shred_parse_paths(FunctionCallInfo fcinfo, ArrayType *paths,
 extern List *shred_path_match(List *set, const JsonbValue *key, int index,
 							  bool *terminal);
 
-/* shredding.c: the key cache */
+/* shredding_keys.c: the key table and the per-backend key cache */
+extern void evstore_shredding_init(void);
+
+/* A key handed out to one function call; wiped after each use. */
+typedef struct KeyInfo
+{
+	int64		key_id;
+	bool		forgotten;
+	int			subjlen;
+	const char *subject;
+	uint8		key[KEY_LEN];
+} KeyInfo;
+
+extern KeyInfo shred_call_key;
 extern void shred_mark_key_cache_stale(void);
+extern void shred_begin_call(void);
+extern void shred_get_key_by_id(int64 key_id, KeyInfo *out);
+extern void shred_get_subject_key(const char *subject, int subjlen,
+								  bool allow_forgotten, KeyInfo *out);
 
 #endif							/* EVSTORE_SHREDDING_H */
