@@ -18,6 +18,7 @@
  */
 #include "evstore.h"
 #include "shredding.h"
+#include "compat.h"
 
 #include "access/genam.h"
 #include "access/table.h"
@@ -335,7 +336,7 @@ scan_key_rows(Relation rel, bool by_subject, const char *subject, int subjlen,
 		ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT8EQ,
 					Int64GetDatum(key_id));
 	skey.sk_collation = index->rd_indcollation[0];
-	scan = index_beginscan(rel, index, SnapshotSelf, 1, 0);
+	scan = evstore_index_beginscan(rel, index, SnapshotSelf, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{

@@ -9,6 +9,7 @@
  */
 #include "evstore.h"
 #include "shredding.h"
+#include "compat.h"
 
 #include "common/base64.h"
 #include "miscadmin.h"
@@ -394,7 +395,7 @@ decrypt_marker(RevealCtx *ctx, const char *b64, int b64len, JsonbValue *out)
 	char	   *pt;
 	bool		ok;
 
-	n = pg_b64_decode(b64, b64len, (char *) blob, maxlen);
+	n = pg_b64_decode(b64, b64len, (evstore_b64_byte *) blob, maxlen);
 	if (n < 0)
 		malformed("invalid base64 in evstore ciphertext",
 				  "The value of \"" MARKER_KEY "\" is not valid base64.");
