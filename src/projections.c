@@ -128,8 +128,6 @@ typedef struct ProjShared
 } ProjShared;
 
 static ProjShared *proj_shared = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static evstore_event_hook_type prev_event_hook = NULL;
 static evstore_batch_end_hook_type prev_batch_end_hook = NULL;
 
@@ -261,22 +259,27 @@ typedef struct ConvertContext
  * Shared memory
  * ---------------------------------------------------------------------
  */
-static void
-proj_shmem_request(void)
+
+/* What RequestAddinShmemSpace needs for the statistics. */
+Size
+evstore_projstats_shmem_size(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(sizeof(ProjShared));
+	return sizeof(ProjShared);
+}
+
+/* From the shmem_request_hook: the space and the lock. */
+void
+evstore_projstats_shmem_request(void)
+{
+	RequestAddinShmemSpace(evstore_projstats_shmem_size());
 	RequestNamedLWLockTranche("evstore projections", 1);
 }
 
-static void
-proj_shmem_startup(void)
+/* From the shmem_startup_hook: attach to (or create) the statistics. */
+void
+evstore_projstats_shmem_startup(void)
 {
 	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	proj_shared = ShmemInitStruct("evstore projections", sizeof(ProjShared), &found);
@@ -291,6 +294,41 @@ proj_shmem_startup(void)
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * TEMPORARY: replaced by shmem.c at merge.  Until then the statistics
+ * register their own shared-memory hooks, as before the split.
+ */
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+projstats_shmem_request_tmp(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	evstore_projstats_shmem_request();
+}
+
+static void
+projstats_shmem_startup_tmp(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	evstore_projstats_shmem_startup();
+}
+
+/* TEMPORARY: replaced by shmem.c at merge */
+void
+evstore_projstats_register_hooks_tmp(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = projstats_shmem_request_tmp;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = projstats_shmem_startup_tmp;
 }
 
 /* Slot of a projection of this database; caller holds the lock. */
@@ -445,6 +483,57 @@ pending_publish(void)
 	LWLockRelease(proj_shared->lock);
 }
 
+/* The transaction ended (and published at commit): its entries are gone. */
+static void
+proj_pending_discard(void)
+{
+	npending = 0;
+	pending_gen++;
+}
+
+/* A subtransaction ended: its entries die (abort) or join the parent's. */
+static void
+proj_pending_subxact_end(SubXactEvent event)
+{
+	int			level;
+
+	level = GetCurrentTransactionNestLevel();
+	for (int i = 0; i < npending; i++)
+	{
+		if (pending[i].level < level)
+			continue;
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+			pending[i].level = 0;
+		else
+			pending[i].level = level - 1;
+	}
+	pending_gen++;
+}
+
+/* A rebuild starts: show its progress; NULL without shared memory. */
+static ProjStatSlot *
+proj_rebuild_progress_start(const char *name, int64 target_pos)
+{
+	ProjStatSlot *ps = NULL;
+
+	if (proj_shared)
+	{
+		LWLockAcquire(proj_shared->lock, LW_EXCLUSIVE);
+		ps = find_slot(name, true);
+		if (ps)
+		{
+			ps->rebuild_pid = MyProcPid;
+			ps->rebuild_started = GetCurrentTimestamp();
+			ps->rebuild_replayed = 0;
+			ps->rebuild_position = 0;
+			ps->rebuild_target = target_pos;
+			rebuilding = true;
+		}
+		LWLockRelease(proj_shared->lock);
+	}
+	return ps;
+}
+
 static void
 rebuild_progress_clear(void)
 {
@@ -500,8 +589,7 @@ proj_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			upsert_states_forget(InvalidSubTransactionId);
-			npending = 0;
-			pending_gen++;
+			proj_pending_discard();
 			dispatch_depth = 0;
 			rebuild_progress_clear();
 			break;
@@ -514,23 +602,11 @@ static void
 proj_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					  SubTransactionId parentSubid, void *arg)
 {
-	int			level;
-
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		upsert_states_forget(mySubid);
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
-	level = GetCurrentTransactionNestLevel();
-	for (int i = 0; i < npending; i++)
-	{
-		if (pending[i].level < level)
-			continue;
-		if (event == SUBXACT_EVENT_ABORT_SUB)
-			pending[i].level = 0;
-		else
-			pending[i].level = level - 1;
-	}
-	pending_gen++;
+	proj_pending_subxact_end(event);
 }
 
 /* ---------------------------------------------------------------------
@@ -1557,12 +1633,7 @@ evstore_projections_init(void)
 	RegisterSubXactCallback(proj_subxact_callback, NULL);
 	event_cxt = AllocSetContextCreate(TopMemoryContext, "evstore projection event",
 									  ALLOCSET_DEFAULT_SIZES);
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = proj_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = proj_shmem_startup;
+	evstore_projstats_register_hooks_tmp();
 }
 
 /* ---------------------------------------------------------------------
@@ -2048,21 +2119,7 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 	pe->maxpos = 0;
 
 	target_pos = evstore_sequence_last_value(cat->position_seq);
-	if (proj_shared)
-	{
-		LWLockAcquire(proj_shared->lock, LW_EXCLUSIVE);
-		ps = find_slot(name, true);
-		if (ps)
-		{
-			ps->rebuild_pid = MyProcPid;
-			ps->rebuild_started = GetCurrentTimestamp();
-			ps->rebuild_replayed = 0;
-			ps->rebuild_position = 0;
-			ps->rebuild_target = target_pos;
-			rebuilding = true;
-		}
-		LWLockRelease(proj_shared->lock);
-	}
+	ps = proj_rebuild_progress_start(name, target_pos);
 
 	events = table_open(cat->events_rel, AccessShareLock);
 	idx = index_open(cat->events_pkey, AccessShareLock);

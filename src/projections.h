@@ -13,6 +13,13 @@
 
 extern void evstore_projections_init(void);
 
+/* shared memory of the statistics; shmem.c requests and attaches it */
+extern Size evstore_projstats_shmem_size(void);
+extern void evstore_projstats_shmem_request(void);
+extern void evstore_projstats_shmem_startup(void);
+extern void evstore_projstats_register_hooks_tmp(void);	/* TEMPORARY: replaced
+														 * by shmem.c at merge */
+
 /* projections_upsert.c: the upsert of attribute sync without SPI */
 typedef struct ProjUpsert ProjUpsert;
 
