@@ -25,7 +25,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(OBJS): src/evstore.h
+$(OBJS): src/evstore.h src/projections.h
 
 $(EXTENSION)--$(EXTVERSION).sql: src/evstore.sql evstore.control
 	cp $< $@
