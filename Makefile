@@ -25,7 +25,8 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(OBJS): src/evstore.h src/shredding.h
+# every object depends on every header of src/ (they are few and small)
+$(OBJS): $(wildcard src/*.h)
 
 $(EXTENSION)--$(EXTVERSION).sql: src/evstore.sql evstore.control
 	cp $< $@

@@ -3,17 +3,42 @@
  * evstore.c
  *	  Module entry point.  Each concern lives in its own file:
  *
- *	  catalog.c   cached OIDs of evstore's relations
- *	  fence.c     shared-memory fence that keeps read_all from skipping
- *	  streams.c   per-stream locks and state
- *	  write.c     executor harness for inserts and updates without SPI
- *	  append.c    append_event / append_events
- *	  read.c      read_stream / stream_version / read_all
- *	  guard.c     append-only triggers
- *	  util.c      category, hashing, UUIDv7
- *	  lifecycle.c delete/tombstone streams, append wake-up (NOTIFY)
- *	  projections.c  read models kept in the appending transaction
- *	  shredding.c crypto-shredding: protect, reveal, forget
+ *	  Core (evstore.h)
+ *	  catalog.c      cached OIDs of evstore's relations, relcache callback
+ *	  shmem.c        all shared memory: one request/startup hook pair
+ *	  fence.c        the fence that keeps read_all from skipping late commits
+ *	  streams.c      per-stream locks and state, index look-ups
+ *	  write.c        executor harness for inserts and updates without SPI
+ *	  append.c       append_event / append_events
+ *	  read.c         read_stream / stream_version / read_all
+ *	  lifecycle.c    delete_stream / tombstone_stream
+ *	  wakeup.c       the optional NOTIFY after appends (wakeup.h)
+ *	  guard.c        append-only triggers
+ *	  util.c         category, hashing, UUIDv7, argument helpers
+ *	  compat.h       every difference between PostgreSQL majors
+ *
+ *	  Projections (projections.h): read models kept in the appending transaction
+ *	  projections_cache.c     catalog cache and its invalidation
+ *	  projections_dispatch.c  an event to the projections that want it
+ *	  projections_sync.c      attribute-sync planning and value conversion
+ *	  projections_upsert.c    attribute-sync upsert through the table AM
+ *	  projections_ddl.c       create / drop / rebuild
+ *	  projections_stats.c     shared-memory statistics and rebuild progress
+ *
+ *	  Crypto-shredding (shredding.h)
+ *	  shredding_cipher.c      AES-256-GCM and wiping: the only OpenSSL caller
+ *	  shredding_masterkey.c   the master key source, key wrapping
+ *	  shredding_keys.c        key table and cache, forget, rotate
+ *	  shredding_paths.c       the path parser
+ *	  shredding_protect.c     protect / reveal
+ *
+ *	  Output plugin (decoder.h)
+ *	  decoder.c               callbacks, events relation cache, filters
+ *	  decoder_options.c       option parsing
+ *	  decoder_format.c        JSON and CloudEvents writers
+ *
+ *	  evstore.sql             the SQL objects: the single source of the
+ *	                          install script (updates/ upgrades to it)
  *
  *-------------------------------------------------------------------------
  */

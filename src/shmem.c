@@ -13,6 +13,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "projections.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -32,6 +33,7 @@ evstore_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(evstore_fence_shmem_size());
+	evstore_projstats_shmem_request();
 }
 
 /* shmem_startup_hook: attach (and in the first process, initialize) them */
@@ -43,6 +45,7 @@ evstore_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	evstore_fence_shmem_startup();
+	evstore_projstats_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 	attached = true;
 }
