@@ -17,7 +17,6 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
-#include "wakeup.h"
 
 #include "access/table.h"
 #include "access/tableam.h"
@@ -37,6 +36,7 @@
 /* Called for every appended event, in order, inside the append. */
 evstore_event_hook_type evstore_event_hook = NULL;
 evstore_batch_end_hook_type evstore_batch_end_hook = NULL;
+evstore_append_done_hook_type evstore_append_done_hook = NULL;
 
 /* GUCs */
 static int	max_batch_events = 5000;
@@ -461,8 +461,9 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	/* make the new rows visible to the rest of this transaction */
 	CommandCounterIncrement();
 
-	/* optional LISTEN/NOTIFY wake-up (evstore.notify_channel) */
-	evstore_wakeup_notify(stream_id, sidlen);
+	/* consumers' wake-up (wakeup.c) */
+	if (evstore_append_done_hook)
+		evstore_append_done_hook(stream_id, sidlen);
 }
 
 /* An evstore.append_result datum for a function returning that type. */

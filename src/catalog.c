@@ -8,6 +8,12 @@
  * cached relations (or everything), which covers DROP/CREATE EXTENSION,
  * ALTER TABLE and REINDEX.
  *
+ * This file also owns evstore's one relcache callback.  PostgreSQL allows
+ * few per backend (ten in 15) and other extensions (Citus) need theirs, so
+ * evstore registers a single one, and the other caches (projections, key
+ * cache, output plugin) ask to be called from it through
+ * evstore_register_relcache_callback().
+ *
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
@@ -21,9 +27,17 @@
 static EvstoreCatalog cache;
 static bool callback_registered = false;
 
+/* the other modules' invalidation functions, called from ours */
+#define MAX_MODULE_CALLBACKS	8
+static RelcacheCallbackFunction module_callbacks[MAX_MODULE_CALLBACKS];
+static int	n_module_callbacks = 0;
+
 static void
 evstore_relcache_callback(Datum arg, Oid relid)
 {
+	for (int i = 0; i < n_module_callbacks; i++)
+		module_callbacks[i] (arg, relid);
+
 	if (!cache.valid)
 		return;
 	if (relid == InvalidOid ||
@@ -56,6 +70,22 @@ lookup_rel(const char *name, Oid nsp)
 				 errmsg("evstore relation \"evstore.%s\" does not exist", name),
 				 errhint("Reinstall the extension with DROP EXTENSION evstore; CREATE EXTENSION evstore;")));
 	return relid;
+}
+
+/*
+ * Have func called on every relcache invalidation this backend receives,
+ * from evstore's one relcache callback.
+ */
+void
+evstore_register_relcache_callback(RelcacheCallbackFunction func)
+{
+	evstore_catalog_init();
+	for (int i = 0; i < n_module_callbacks; i++)
+		if (module_callbacks[i] == func)
+			return;
+	if (n_module_callbacks >= MAX_MODULE_CALLBACKS)
+		elog(ERROR, "evstore: too many relcache callbacks");
+	module_callbacks[n_module_callbacks++] = func;
 }
 
 /*

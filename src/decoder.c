@@ -61,19 +61,6 @@ extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 /* Report progress on skipped changes every this many changes. */
 #define DECODER_PROGRESS_EVERY		100
 
-const DecoderColumnInfo decoder_columns[NUM_COLUMNS] =
-{
-	{"global_position", INT8OID},
-	{"stream_id", TEXTOID},
-	{"stream_version", INT8OID},
-	{"event_id", UUIDOID},
-	{"event_type", TEXTOID},
-	{"data", JSONBOID},
-	{"metadata", JSONBOID},
-	{"recorded_at", TIMESTAMPTZOID},
-	{"category", TEXTOID},
-	{"stream_bucket", INT2OID},
-};
 
 /*
  * Per-process cache: the OID of evstore.events (InvalidOid when it does not
@@ -229,7 +216,7 @@ decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(decoder_relcache_callback, (Datum) 0);
+		evstore_register_relcache_callback(decoder_relcache_callback);
 		callback_registered = true;
 	}
 	/* a new session may start at another point of history */

@@ -44,7 +44,7 @@ typedef struct DecoderColumnInfo
 	Oid			type;
 } DecoderColumnInfo;
 
-/* name and type of each column, decoder.c */
+/* name and type of each column, decoder_format.c */
 extern const DecoderColumnInfo decoder_columns[NUM_COLUMNS];
 
 typedef enum DecoderFormat

@@ -22,6 +22,21 @@
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
+/* The columns of evstore.events the plugin prints, in output order. */
+const DecoderColumnInfo decoder_columns[NUM_COLUMNS] =
+{
+	{"global_position", INT8OID},
+	{"stream_id", TEXTOID},
+	{"stream_version", INT8OID},
+	{"event_id", UUIDOID},
+	{"event_type", TEXTOID},
+	{"data", JSONBOID},
+	{"metadata", JSONBOID},
+	{"recorded_at", TIMESTAMPTZOID},
+	{"category", TEXTOID},
+	{"stream_bucket", INT2OID},
+};
+
 void
 decoder_append_lsn(StringInfo out, XLogRecPtr lsn)
 {

@@ -12,7 +12,7 @@
  *	  append.c       append_event / append_events
  *	  read.c         read_stream / stream_version / read_all
  *	  lifecycle.c    delete_stream / tombstone_stream
- *	  wakeup.c       the optional NOTIFY after appends (wakeup.h)
+ *	  wakeup.c       consumers' wake-up after appends (NOTIFY), on a core hook
  *	  guard.c        append-only triggers
  *	  util.c         category, hashing, UUIDv7, argument helpers
  *	  compat.h       every difference between PostgreSQL majors

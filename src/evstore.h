@@ -19,6 +19,7 @@
 #include "utils/uuid.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
+#include "utils/inval.h"
 
 /* SQLSTATEs of our own (class ES) */
 #define ERRCODE_EVSTORE_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','S','0','0','1')
@@ -86,6 +87,8 @@ typedef struct EvstoreCatalog
 /* catalog.c */
 extern const EvstoreCatalog *evstore_catalog(void);
 extern void evstore_catalog_init(void);
+/* evstore's one relcache callback calls func too (see catalog.c) */
+extern void evstore_register_relcache_callback(RelcacheCallbackFunction func);
 
 /* append.c */
 typedef struct EvstoreNewEvent
@@ -119,6 +122,14 @@ extern PGDLLIMPORT evstore_event_hook_type evstore_event_hook;
 typedef void (*evstore_batch_end_hook_type) (void);
 extern PGDLLIMPORT evstore_batch_end_hook_type evstore_batch_end_hook;
 
+/*
+ * Hook run once at the end of every append that wrote events, after its
+ * rows are written and visible to the rest of the transaction: the wake-up
+ * of consumers (wakeup.c) uses it.
+ */
+typedef void (*evstore_append_done_hook_type) (const char *stream_id, int sidlen);
+extern PGDLLIMPORT evstore_append_done_hook_type evstore_append_done_hook;
+
 extern void evstore_append_init(void);
 extern void evstore_check_expected_version(bool has_expected, int64 expected);
 extern Datum evstore_append_result_datum(FunctionCallInfo fcinfo,
@@ -130,10 +141,10 @@ extern void evstore_append_batch(const char *stream_id, int sidlen,
 
 /* shmem.c */
 extern void evstore_shmem_init(void);
-extern bool evstore_shmem_ready(void);
-extern void evstore_require_preload(void);
 
 /* fence.c */
+extern bool evstore_shmem_ready(void);
+extern void evstore_require_preload(void);
 extern void evstore_fence_init(void);
 extern Size evstore_fence_shmem_size(void);
 extern void evstore_fence_shmem_startup(void);

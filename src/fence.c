@@ -143,6 +143,37 @@ fence_shmem_exit(int code, Datum arg)
 		fence_clear();
 }
 
+/*
+ * Whether evstore's shared memory is attached: it is only when the library
+ * was preloaded (shmem.c installs the startup hook only then).
+ */
+bool
+evstore_shmem_ready(void)
+{
+	return fence != NULL;
+}
+
+void
+evstore_require_preload(void)
+{
+	if (!evstore_shmem_ready())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("evstore must be loaded via shared_preload_libraries"),
+				 errdetail("Subscriptions that never skip a late commit need evstore's shared memory."),
+				 errhint("Add 'evstore' to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+PG_FUNCTION_INFO_V1(evstore_require_preload_sql);
+
+/* evstore._require_preload() -> void (install-time check) */
+Datum
+evstore_require_preload_sql(PG_FUNCTION_ARGS)
+{
+	evstore_require_preload();
+	PG_RETURN_VOID();
+}
+
 /* Called from _PG_init. */
 void
 evstore_fence_init(void)

@@ -247,7 +247,7 @@ evstore_projections_init(void)
 	evstore_event_hook = projections_event_hook;
 	prev_batch_end_hook = evstore_batch_end_hook;
 	evstore_batch_end_hook = projections_batch_end;
-	CacheRegisterRelcacheCallback(proj_relcache_callback, (Datum) 0);
+	evstore_register_relcache_callback(proj_relcache_callback);
 	CacheRegisterSyscacheCallback(PROCOID, proj_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, proj_syscache_callback, (Datum) 0);
 	RegisterXactCallback(proj_xact_callback, NULL);

@@ -7,15 +7,15 @@
  *	  and attaches its own structure; this file decides when.
  *
  * Shared memory exists only when the library is loaded through
- * shared_preload_libraries; evstore_require_preload() is the one check that
- * every caller of shared memory makes first.
+ * shared_preload_libraries; evstore_require_preload() (fence.c) is the one
+ * check that every user of shared memory makes first.  This file only wires
+ * the modules' shared memory to the hooks: nothing but _PG_init calls it.
  *
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
 #include "projections.h"
 
-#include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -23,8 +23,6 @@
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-static bool preloaded = false;
-static bool attached = false;
 
 /* shmem_request_hook: reserve the space and locks of every module */
 static void
@@ -47,7 +45,6 @@ evstore_shmem_startup(void)
 	evstore_fence_shmem_startup();
 	evstore_projstats_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
-	attached = true;
 }
 
 /*
@@ -59,36 +56,8 @@ evstore_shmem_init(void)
 {
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-	preloaded = true;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = evstore_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = evstore_shmem_startup;
-}
-
-bool
-evstore_shmem_ready(void)
-{
-	return preloaded && attached;
-}
-
-void
-evstore_require_preload(void)
-{
-	if (!evstore_shmem_ready())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("evstore must be loaded via shared_preload_libraries"),
-				 errdetail("Subscriptions that never skip a late commit need evstore's shared memory."),
-				 errhint("Add 'evstore' to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
-
-PG_FUNCTION_INFO_V1(evstore_require_preload_sql);
-
-/* evstore._require_preload() -> void (install-time check) */
-Datum
-evstore_require_preload_sql(PG_FUNCTION_ARGS)
-{
-	evstore_require_preload();
-	PG_RETURN_VOID();
 }

@@ -200,7 +200,7 @@ evstore_shredding_init(void)
 							0,
 							NULL, key_cache_size_assign, NULL);
 
-	CacheRegisterRelcacheCallback(key_relcache_callback, (Datum) 0);
+	evstore_register_relcache_callback(key_relcache_callback);
 	RegisterXactCallback(shredding_xact_callback, NULL);
 	RegisterSubXactCallback(shredding_subxact_callback, NULL);
 }

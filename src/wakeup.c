@@ -3,7 +3,7 @@
  * wakeup.c
  *	  The optional wake-up of consumers after appends: a LISTEN/NOTIFY
  *	  notification on evstore.notify_channel, queued by every append that
- *	  wrote events (append.c calls evstore_wakeup_notify).
+ *	  wrote events (from the core's evstore_append_done_hook).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,9 +27,16 @@ check_notify_channel(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static evstore_append_done_hook_type prev_append_done_hook = NULL;
+
+static void wakeup_append_done(const char *stream_id, int sidlen);
+
 void
 evstore_wakeup_init(void)
 {
+	prev_append_done_hook = evstore_append_done_hook;
+	evstore_append_done_hook = wakeup_append_done;
+
 	DefineCustomStringVariable("evstore.notify_channel",
 							   "Channel to NOTIFY when a transaction appends events; empty for none.",
 							   "The payload is the category of the stream. NOTIFY serializes the commits of notifying transactions.",
@@ -43,10 +50,13 @@ evstore_wakeup_init(void)
  * End of an append: queue a notification (sent at commit, one per category
  * and transaction since PostgreSQL folds identical notifications).
  */
-void
-evstore_wakeup_notify(const char *stream_id, int sidlen)
+static void
+wakeup_append_done(const char *stream_id, int sidlen)
 {
 	char	   *category;
+
+	if (prev_append_done_hook)
+		prev_append_done_hook(stream_id, sidlen);
 
 	if (notify_channel == NULL || notify_channel[0] == '\0')
 		return;

@@ -10,7 +10,4 @@
 
 extern void evstore_wakeup_init(void);
 
-/* Called once at the end of every append that wrote events. */
-extern void evstore_wakeup_notify(const char *stream_id, int sidlen);
-
 #endif							/* EVSTORE_WAKEUP_H */
