@@ -22,7 +22,10 @@ KEEP=${KEEP:-0}
 
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
 here=$(cd "$(dirname "$0")/.." && pwd)
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
+# another PostgreSQL: PG_CONFIG=/path/to/pg_config
+export PATH="$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir):$PATH"
+# output_plugin_libraries exists only in releases with the CVE-2026-6471 fix
+plugin_libs() { postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries' && echo "$1" || true; }
 [ -f /usr/lib/postgresql/15/lib/wal2json.so ] || { echo "wal2json is not installed (postgresql-15-wal2json)"; exit 1; }
 
 exec 9>/tmp/evstore-install.lock
@@ -45,12 +48,12 @@ trap cleanup EXIT
 (cd "$work/src-copy" && pg make -s clean >/dev/null 2>&1; pg make -s >/dev/null && make -s install >/dev/null)
 
 pg initdb -D "$data" -A trust >/dev/null
-cat "$here/test/evstore.conf" >> "$data/postgresql.conf"
+grep -v "^output_plugin_libraries" "$here/test/evstore.conf" >> "$data/postgresql.conf"
 cat >> "$data/postgresql.conf" <<CONF
 port = $PORT
 listen_addresses = ''
 unix_socket_directories = '$work'
-output_plugin_libraries = 'pgoutput, test_decoding, evstore, wal2json'
+$(plugin_libs "output_plugin_libraries = 'pgoutput, test_decoding, evstore, wal2json'")
 shared_buffers = 256MB
 max_wal_size = 8GB
 checkpoint_timeout = 30min

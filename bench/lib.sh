@@ -2,7 +2,10 @@
 # server as the postgres user on a unix socket, runs pgbench, computes
 # medians.  Benchmarks print ratios measured side by side in one run.
 set -euo pipefail
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
+# another PostgreSQL: PG_CONFIG=/path/to/pg_config (or PG_BIN=/path/to/bin)
+if [ -n "${PG_CONFIG:-}" ]; then PG_BIN=$("$PG_CONFIG" --bindir); fi
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+export PATH="$PG_BIN:$PATH"
 BENCH_PORT=${BENCH_PORT:-5599}
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /tmp/evstore-bench.XXXXXX)}
 BENCH_SECONDS=${BENCH_SECONDS:-5}
@@ -10,6 +13,13 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 chown postgres "$BENCH_DIR"
 
 as_pg() { runuser -u postgres -- "$@"; }
+
+# output_plugin_libraries exists only in releases with the CVE-2026-6471 fix
+plugin_libraries_line() {
+    if postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+        echo "output_plugin_libraries = 'pgoutput, test_decoding, evstore, wal2json'"
+    fi
+}
 
 bench_start() {   # extra postgresql.conf lines as $1
     as_pg initdb -D "$BENCH_DIR/data" -A trust >/dev/null
@@ -22,7 +32,7 @@ shared_buffers = 512MB
 max_connections = 100
 wal_level = logical
 max_replication_slots = 8
-output_plugin_libraries = 'pgoutput, test_decoding, evstore, wal2json'
+$(plugin_libraries_line)
 synchronous_commit = ${BENCH_SYNC_COMMIT:-off}
 checkpoint_timeout = 30min
 max_wal_size = 8GB

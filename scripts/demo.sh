@@ -8,7 +8,10 @@ if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 bash "$here/scripts/setup-debian.sh" >/dev/null
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
+# another PostgreSQL: PG_CONFIG=/path/to/pg_config
+export PATH="$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir):$PATH"
+# output_plugin_libraries exists only in releases with the CVE-2026-6471 fix
+plugin_libs() { postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries' && echo "$1" || true; }
 
 # one build/install at a time per machine (scripts/test.sh takes the same lock)
 exec 9>/tmp/evstore-install.lock
@@ -27,7 +30,7 @@ unix_socket_directories = '$work'
 port = 5498
 shared_preload_libraries = 'evstore'
 wal_level = logical
-output_plugin_libraries = 'pgoutput, test_decoding, evstore'
+$(plugin_libs "output_plugin_libraries = 'pgoutput, test_decoding, evstore'")
 CONF
 pg pg_ctl -D "$work/data" -l "$work/log" -w start >/dev/null
 trap 'pg pg_ctl -D "$work/data" -m fast -w stop >/dev/null; rm -rf "$work"' EXIT
