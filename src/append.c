@@ -29,6 +29,7 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -303,6 +304,8 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	BatchContext bc;
 	ErrorContextCallback errcb;
 	char		buf[32];
+	MemoryContext event_cxt;
+	MemoryContext outer_cxt;
 
 	if (!has_expected)
 		expected = EVSTORE_EXPECT_ANY;
@@ -383,6 +386,14 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	 * clients at 10M events ran at half the speed of 100k before this).
 	 */
 	w.insert_options = TABLE_INSERT_SKIP_FSM;
+
+	/*
+	 * What one event allocates (its id, index look-ups, projections) is
+	 * freed before the next, so memory stays bounded in any batch size.
+	 */
+	event_cxt = AllocSetContextCreate(CurrentMemoryContext, "evstore append event",
+									  ALLOCSET_DEFAULT_SIZES);
+	outer_cxt = MemoryContextSwitchTo(event_cxt);
 	for (int i = 0; i < n; i++)
 	{
 		Datum		values[Natts_events];
@@ -420,7 +431,10 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 
 		result->stream_version = version;
 		result->global_position = DatumGetInt64(values[Anum_events_global_position - 1]);
+		MemoryContextReset(event_cxt);
 	}
+	MemoryContextSwitchTo(outer_cxt);
+	MemoryContextDelete(event_cxt);
 	if (evstore_batch_end_hook)
 		evstore_batch_end_hook();
 	evstore_writer_close(&w);
