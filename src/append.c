@@ -139,6 +139,55 @@ check_metadata(Jsonb *metadata)
 				 errmsg("metadata must be a JSON object or null")));
 }
 
+/*
+ * The metadata keys evstore indexes (correlation_id, causation_id: the
+ * expression indexes of src/evstore.sql on metadata ->> key) hold
+ * identifiers: like stream ids and event types, their text may take at most
+ * EVSTORE_MAX_ID_BYTES, so that an index entry always fits a btree page
+ * (whose limit, about 2700 bytes, would otherwise fail the append with a
+ * raw "index row size exceeds maximum" error).
+ */
+static void
+check_indexed_metadata(Jsonb *metadata)
+{
+	static const char *const keys[] = {"correlation_id", "causation_id"};
+
+	if (metadata == NULL)
+		return;
+	for (int k = 0; k < (int) lengthof(keys); k++)
+	{
+		JsonbValue	kv;
+		JsonbValue *v;
+		Size		len;
+
+		kv.type = jbvString;
+		kv.val.string.val = (char *) keys[k];
+		kv.val.string.len = strlen(keys[k]);
+		v = findJsonbValueFromContainer(&metadata->root, JB_FOBJECT, &kv);
+		if (v == NULL || v->type == jbvNull || v->type == jbvBool)
+			continue;
+		if (v->type == jbvString)
+			len = v->val.string.len;
+		else
+		{
+			/* what metadata ->> key yields for a number, array or object */
+			text	   *t = DatumGetTextPP(DirectFunctionCall2(jsonb_object_field_text,
+															   JsonbPGetDatum(metadata),
+															   CStringGetTextDatum(keys[k])));
+
+			len = VARSIZE_ANY_EXHDR(t);
+		}
+		if (len > EVSTORE_MAX_ID_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("metadata %s is too long", keys[k]),
+					 errdetail("It is %zu bytes long; the limit is %d bytes.",
+							   len, EVSTORE_MAX_ID_BYTES),
+					 errhint("evstore indexes metadata %s; use a short identifier, and put longer values under another key.",
+							 keys[k])));
+	}
+}
+
 static void
 check_type_text(text *type)
 {
@@ -184,6 +233,28 @@ check_batch_ids(const EvstoreNewEvent *events, int n)
 					 errmsg("event id %s appears more than once in the batch",
 							uuid_str(&ids[i]))));
 	pfree(ids);
+}
+
+/* check_indexed_metadata() for every event of a batch, before any lock */
+static void
+check_batch_metadata(const char *stream_id, const EvstoreNewEvent *evs, int n)
+{
+	BatchContext bc;
+	ErrorContextCallback errcb;
+
+	bc.stream_id = stream_id;
+	bc.index = -1;
+	errcb.callback = batch_error_callback;
+	errcb.arg = &bc;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	for (int i = 0; i < n; i++)
+	{
+		if (n > 1)
+			bc.index = i;
+		check_indexed_metadata(evs[i].metadata);
+	}
+	error_context_stack = errcb.previous;
 }
 
 /* Where an event id is stored, seen through the given snapshot. */
@@ -284,7 +355,8 @@ raise_id_conflict(Relation events, const pg_uuid_t *id)
 /*
  * The append itself, for C callers too.  stream_id has been validated
  * (non-empty, at most EVSTORE_MAX_ID_BYTES); events have been validated
- * (type non-empty, metadata an object or NULL, size within limits).
+ * (type non-empty, metadata an object or NULL, size within limits).  The
+ * lengths of the indexed metadata keys are checked here, for every caller.
  */
 void
 evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, int n,
@@ -317,6 +389,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	PreventCommandIfReadOnly("evstore.append_event()");
 
 	check_batch_ids(evs, n);
+	check_batch_metadata(stream_id, evs, n);
 
 	cat = evstore_catalog();
 	evstore_lock_stream(stream_id, sidlen);
