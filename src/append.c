@@ -28,6 +28,7 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -138,6 +139,55 @@ check_metadata(Jsonb *metadata)
 				 errmsg("metadata must be a JSON object or null")));
 }
 
+/*
+ * The metadata keys evstore indexes (correlation_id, causation_id: the
+ * expression indexes of src/evstore.sql on metadata ->> key) hold
+ * identifiers: like stream ids and event types, their text may take at most
+ * EVSTORE_MAX_ID_BYTES, so that an index entry always fits a btree page
+ * (whose limit, about 2700 bytes, would otherwise fail the append with a
+ * raw "index row size exceeds maximum" error).
+ */
+static void
+check_indexed_metadata(Jsonb *metadata)
+{
+	static const char *const keys[] = {"correlation_id", "causation_id"};
+
+	if (metadata == NULL)
+		return;
+	for (int k = 0; k < (int) lengthof(keys); k++)
+	{
+		JsonbValue	kv;
+		JsonbValue *v;
+		Size		len;
+
+		kv.type = jbvString;
+		kv.val.string.val = (char *) keys[k];
+		kv.val.string.len = strlen(keys[k]);
+		v = findJsonbValueFromContainer(&metadata->root, JB_FOBJECT, &kv);
+		if (v == NULL || v->type == jbvNull || v->type == jbvBool)
+			continue;
+		if (v->type == jbvString)
+			len = v->val.string.len;
+		else
+		{
+			/* what metadata ->> key yields for a number, array or object */
+			text	   *t = DatumGetTextPP(DirectFunctionCall2(jsonb_object_field_text,
+															   JsonbPGetDatum(metadata),
+															   CStringGetTextDatum(keys[k])));
+
+			len = VARSIZE_ANY_EXHDR(t);
+		}
+		if (len > EVSTORE_MAX_ID_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("metadata %s is too long", keys[k]),
+					 errdetail("It is %zu bytes long; the limit is %d bytes.",
+							   len, EVSTORE_MAX_ID_BYTES),
+					 errhint("evstore indexes metadata %s; use a short identifier, and put longer values under another key.",
+							 keys[k])));
+	}
+}
+
 static void
 check_type_text(text *type)
 {
@@ -183,6 +233,28 @@ check_batch_ids(const EvstoreNewEvent *events, int n)
 					 errmsg("event id %s appears more than once in the batch",
 							uuid_str(&ids[i]))));
 	pfree(ids);
+}
+
+/* check_indexed_metadata() for every event of a batch, before any lock */
+static void
+check_batch_metadata(const char *stream_id, const EvstoreNewEvent *evs, int n)
+{
+	BatchContext bc;
+	ErrorContextCallback errcb;
+
+	bc.stream_id = stream_id;
+	bc.index = -1;
+	errcb.callback = batch_error_callback;
+	errcb.arg = &bc;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	for (int i = 0; i < n; i++)
+	{
+		if (n > 1)
+			bc.index = i;
+		check_indexed_metadata(evs[i].metadata);
+	}
+	error_context_stack = errcb.previous;
 }
 
 /* Where an event id is stored, seen through the given snapshot. */
@@ -283,7 +355,8 @@ raise_id_conflict(Relation events, const pg_uuid_t *id)
 /*
  * The append itself, for C callers too.  stream_id has been validated
  * (non-empty, at most EVSTORE_MAX_ID_BYTES); events have been validated
- * (type non-empty, metadata an object or NULL, size within limits).
+ * (type non-empty, metadata an object or NULL, size within limits).  The
+ * lengths of the indexed metadata keys are checked here, for every caller.
  */
 void
 evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, int n,
@@ -303,6 +376,8 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	BatchContext bc;
 	ErrorContextCallback errcb;
 	char		buf[32];
+	MemoryContext event_cxt;
+	MemoryContext outer_cxt;
 
 	if (!has_expected)
 		expected = EVSTORE_EXPECT_ANY;
@@ -314,6 +389,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	PreventCommandIfReadOnly("evstore.append_event()");
 
 	check_batch_ids(evs, n);
+	check_batch_metadata(stream_id, evs, n);
 
 	cat = evstore_catalog();
 	evstore_lock_stream(stream_id, sidlen);
@@ -383,6 +459,14 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	 * clients at 10M events ran at half the speed of 100k before this).
 	 */
 	w.insert_options = TABLE_INSERT_SKIP_FSM;
+
+	/*
+	 * What one event allocates (its id, index look-ups, projections) is
+	 * freed before the next, so memory stays bounded in any batch size.
+	 */
+	event_cxt = AllocSetContextCreate(CurrentMemoryContext, "evstore append event",
+									  ALLOCSET_DEFAULT_SIZES);
+	outer_cxt = MemoryContextSwitchTo(event_cxt);
 	for (int i = 0; i < n; i++)
 	{
 		Datum		values[Natts_events];
@@ -420,7 +504,10 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 
 		result->stream_version = version;
 		result->global_position = DatumGetInt64(values[Anum_events_global_position - 1]);
+		MemoryContextReset(event_cxt);
 	}
+	MemoryContextSwitchTo(outer_cxt);
+	MemoryContextDelete(event_cxt);
 	if (evstore_batch_end_hook)
 		evstore_batch_end_hook();
 	evstore_writer_close(&w);

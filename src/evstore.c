@@ -48,6 +48,7 @@
 #include "shredding.h"
 
 #include "fmgr.h"
+#include "utils/guc.h"
 
 PG_MODULE_MAGIC;
 
@@ -63,4 +64,12 @@ _PG_init(void)
 	evstore_wakeup_init();
 	evstore_projections_init();
 	evstore_shredding_init();
+
+	/*
+	 * Last: every evstore.* setting is defined now, so a name with our
+	 * prefix that is not one of them is a mistake.  SET, ALTER SYSTEM and
+	 * ALTER ROLE/DATABASE ... SET of such a name fail, and placeholders
+	 * made before the library was loaded are removed with a warning.
+	 */
+	MarkGUCPrefixReserved("evstore");
 }

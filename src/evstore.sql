@@ -386,6 +386,11 @@ BEGIN
         RAISE EXCEPTION 'subscription name must not be null or empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF pg_catalog.octet_length($1) > 1024 THEN
+        RAISE EXCEPTION 'subscription name is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($1));
+    END IF;
     IF $4 IS NULL OR $4 < 1 OR $4 > 256 THEN
         RAISE EXCEPTION 'group_size must be between 1 and 256, not %', coalesce($4::text, 'null')
             USING ERRCODE = 'invalid_parameter_value';
@@ -495,6 +500,11 @@ BEGIN
         RAISE EXCEPTION 'consumer must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF pg_catalog.octet_length($4) > 1024 THEN
+        RAISE EXCEPTION 'consumer is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($4));
+    END IF;
     -- fast path: our own lease has more than half of its time left, so no
     -- other consumer can take the member; read without locking or writing
     IF $4 IS NOT NULL THEN
@@ -551,6 +561,11 @@ BEGIN
     IF $4 = '' THEN
         RAISE EXCEPTION 'consumer must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_catalog.octet_length($4) > 1024 THEN
+        RAISE EXCEPTION 'consumer is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($4));
     END IF;
     r := evstore._subscription_member($1, $2);
     IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
@@ -648,6 +663,11 @@ BEGIN
     IF $1 IS NULL OR $1 = '' OR $2 IS NULL THEN
         RAISE EXCEPTION 'consumer and event_id must not be null or empty'
             USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF pg_catalog.octet_length($1) > 1024 THEN
+        RAISE EXCEPTION 'consumer is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($1));
     END IF;
     INSERT INTO evstore.processed_messages (consumer, event_id, processed_at)
         VALUES ($1, $2, pg_catalog.now())

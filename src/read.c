@@ -104,6 +104,8 @@ evstore_read_stream(PG_FUNCTION_ARGS)
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	while (index_getnext_slot(scan, backwards ? BackwardScanDirection : ForwardScanDirection, slot))
 	{
+		/* a long stream must be cancellable between any two events */
+		CHECK_FOR_INTERRUPTS();
 		if (backwards)
 		{
 			bool		isnull;

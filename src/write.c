@@ -39,12 +39,20 @@ evstore_writer_open(EvstoreWriter *w, Relation rel)
 		AfterTriggerBeginQuery();
 }
 
+/*
+ * Put a row into the writer's slot.  Everything the previous row left in
+ * the per-tuple memory (constraint checks, index expressions and
+ * predicates, index tuples) is freed first, so a writer that inserts or
+ * updates any number of rows uses bounded memory, as the executor does by
+ * resetting its per-tuple context for every row.
+ */
 static void
 fill_slot(EvstoreWriter *w, Datum *values, bool *nulls)
 {
 	TupleTableSlot *slot = w->slot;
 	int			natts = slot->tts_tupleDescriptor->natts;
 
+	ResetPerTupleExprContext(w->estate);
 	ExecClearTuple(slot);
 	memcpy(slot->tts_values, values, natts * sizeof(Datum));
 	memcpy(slot->tts_isnull, nulls, natts * sizeof(bool));
