@@ -154,6 +154,7 @@ shredding_xact_callback(XactEvent event, void *arg)
 			keys_changed_in_xact = false;
 			if (shred_master_loaded)
 				shred_wipe_master_keys();
+			shred_wipe(&shred_call_key, sizeof(shred_call_key));
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
@@ -171,8 +172,14 @@ static void
 shredding_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						   SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB && keys_changed_in_xact)
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	if (keys_changed_in_xact)
 		cache_stale = true;
+	/* an error path: the master keys are loaded again when needed */
+	if (shred_master_loaded)
+		shred_wipe_master_keys();
+	shred_wipe(&shred_call_key, sizeof(shred_call_key));
 }
 
 /* Mark the key cache stale: a master key setting changed. */

@@ -51,6 +51,8 @@ void
 shred_wipe_master_keys(void)
 {
 	shred_wipe(master_keys, sizeof(master_keys));
+	/* the cipher context may hold a master key's schedule */
+	shred_cipher_reset();
 	n_master_keys = 0;
 	shred_current_master_version = 0;
 	shred_master_loaded = false;
