@@ -1,5 +1,7 @@
 -- Crypto-shredding: master key versions and rotation.  Runs in a database of
--- its own so that re-wrapped keys do not outlive the test.
+-- its own so that re-wrapped keys do not outlive the test.  The master key
+-- source is set only in the server's configuration: each change is ALTER
+-- SYSTEM, a reload and a new session (see shredding_masterkey.sql).
 \set VERBOSITY default
 SELECT current_database() AS regress_db \gset
 CREATE DATABASE regress_shredding_rotation;
@@ -14,7 +16,9 @@ SELECT format('echo 1 %s', :'k1') AS v1,
        format('echo 2 %s', :'k2') AS v2,
        format('printf "# retired: 1\n3 %s\n2\t%s\n"', :'k3', :'k2') AS v23 \gset
 
-SET evstore.master_key_command = :'v1';
+ALTER SYSTEM SET evstore.master_key_command = :'v1';
+SELECT pg_reload_conf() \gset
+\c
 SELECT evstore.protect('{"n": "ann"}', 'rot-ann', '{n}') AS ann \gset
 SELECT evstore.protect('{"n": "ben"}', 'rot-ben', '{n}') AS ben \gset
 SELECT evstore.forget('rot-ben');
@@ -23,7 +27,9 @@ SELECT subject, master_version FROM evstore.subject_keys ORDER BY subject;
 SELECT evstore.rotate_master_key() AS rewrapped;
 
 -- version 2 added: new keys are wrapped under it, old ones still unwrap
-SET evstore.master_key_command = :'v12';
+ALTER SYSTEM SET evstore.master_key_command = :'v12';
+SELECT pg_reload_conf() \gset
+\c
 SELECT evstore.protect('{"n": "cat"}', 'rot-cat', '{n}') AS cat \gset
 SELECT subject, master_version FROM evstore.subject_keys ORDER BY subject;
 SELECT wrapped_key AS ann_wrapped_v1 FROM evstore.subject_keys WHERE subject = 'rot-ann' \gset
@@ -34,13 +40,19 @@ SELECT wrapped_key <> :'ann_wrapped_v1'::bytea AS ann_rewrapped FROM evstore.sub
 SELECT evstore.rotate_master_key() AS rewrapped_again;
 
 -- version 1 retired: everything still reads; events were not touched
-SET evstore.master_key_command = :'v2';
+ALTER SYSTEM SET evstore.master_key_command = :'v2';
+SELECT pg_reload_conf() \gset
+\c
 SELECT evstore.reveal(:'ann') AS ann, evstore.reveal(:'ben') AS ben, evstore.reveal(:'cat') AS cat;
 -- going back to a source without version 2 fails clearly
-SET evstore.master_key_command = :'v1';
+ALTER SYSTEM SET evstore.master_key_command = :'v1';
+SELECT pg_reload_conf() \gset
+\c
 SELECT evstore.reveal(:'ann');
 -- the next rotation: comments, "version<TAB>key", versions in any order
-SET evstore.master_key_command = :'v23';
+ALTER SYSTEM SET evstore.master_key_command = :'v23';
+SELECT pg_reload_conf() \gset
+\c
 SELECT evstore.rotate_master_key() AS rewrapped;
 SELECT subject, master_version FROM evstore.subject_keys WHERE wrapped_key IS NOT NULL ORDER BY subject;
 SET evstore.key_cache_size = 0;
@@ -50,5 +62,7 @@ UPDATE evstore.subject_keys SET master_version = 1 WHERE subject = 'rot-cat';
 SELECT evstore.rotate_master_key();
 SELECT evstore.reveal(:'cat');
 
+ALTER SYSTEM RESET evstore.master_key_command;
+SELECT pg_reload_conf() \gset
 \c :regress_db
 DROP DATABASE regress_shredding_rotation;

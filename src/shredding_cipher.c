@@ -7,12 +7,20 @@
  * The cipher context is created once per backend and reused; it keeps the
  * key schedule of its last use until shred_cipher_reset().
  *
+ * OpenSSL keeps a per-thread queue of errors, which other users of OpenSSL in
+ * the backend (the server's SSL, pgcrypto) read too.  Each operation here
+ * clears it first, so that a failure is reported with its own reason, and
+ * leaves it empty, so that nobody else reads a stale error of ours.  After a
+ * failure the cipher context is reset (its key schedule wiped) and any
+ * partial output is wiped before the error is raised.
+ *
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
 #include "shredding.h"
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -25,6 +33,27 @@ static EVP_CIPHER *gcm_cipher = NULL;
 #else
 static const EVP_CIPHER *gcm_cipher = NULL;
 #endif
+
+/*
+ * errdetail() with the reason of the first error OpenSSL queued (for use
+ * inside ereport()); empties the queue.
+ */
+static int
+openssl_errdetail(void)
+{
+	unsigned long e = ERR_get_error();
+	char		buf[256];
+	const char *reason;
+
+	ERR_clear_error();
+	if (e == 0)
+		return errdetail("OpenSSL reported no reason.");
+	reason = ERR_reason_error_string(e);
+	ERR_error_string_n(e, buf, sizeof(buf));
+	if (reason != NULL)
+		return errdetail("OpenSSL reports: %s (%s).", reason, buf);
+	return errdetail("OpenSSL reports: %s.", buf);
+}
 
 /* Overwrite key material or plaintext (the compiler may not drop it). */
 void
@@ -47,6 +76,7 @@ shred_cipher_reset(void)
 static void
 crypto_setup(void)
 {
+	ERR_clear_error();
 	if (gcm_cipher == NULL)
 	{
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
@@ -57,7 +87,8 @@ crypto_setup(void)
 		if (gcm_cipher == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("OpenSSL does not provide AES-256-GCM")));
+					 errmsg("OpenSSL does not provide AES-256-GCM"),
+					 openssl_errdetail()));
 	}
 	if (gcm_ctx == NULL)
 	{
@@ -67,6 +98,7 @@ crypto_setup(void)
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory"),
 					 errdetail("Could not allocate an OpenSSL cipher context.")));
+		ERR_clear_error();
 		gcm_ready = false;
 	}
 	if (!gcm_ready)
@@ -74,7 +106,8 @@ crypto_setup(void)
 		if (EVP_CipherInit_ex(gcm_ctx, gcm_cipher, NULL, NULL, NULL, 1) != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("could not initialize AES-256-GCM")));
+					 errmsg("could not initialize AES-256-GCM"),
+					 openssl_errdetail()));
 		gcm_ready = true;
 	}
 }
@@ -106,10 +139,15 @@ shred_random_nonce(uint8 *nonce)
 void
 shred_random_bytes(uint8 *buf, int len)
 {
+	ERR_clear_error();
 	if (RAND_bytes(buf, len) != 1)
+	{
+		shred_wipe(buf, len);
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("could not generate random bytes")));
+				 errmsg("could not generate random bytes"),
+				 openssl_errdetail()));
+	}
 }
 
 /* Encrypt; ct must have room for len bytes.  Errors out on OpenSSL failure. */
@@ -129,9 +167,14 @@ shred_gcm_encrypt(const uint8 *key, const uint8 *nonce,
 		(len > 0 && EVP_EncryptUpdate(gcm_ctx, ct, &outl, pt, len) != 1) ||
 		EVP_EncryptFinal_ex(gcm_ctx, dummy, &outl) != 1 ||
 		EVP_CIPHER_CTX_ctrl(gcm_ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, tag) != 1)
+	{
+		shred_cipher_reset();
+		shred_wipe(dummy, sizeof(dummy));
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("AES-256-GCM encryption failed")));
+				 errmsg("AES-256-GCM encryption failed"),
+				 openssl_errdetail()));
+	}
 }
 
 /* Decrypt and authenticate; returns false when the tag does not verify. */
@@ -141,6 +184,7 @@ shred_gcm_decrypt(const uint8 *key, const uint8 *nonce,
 				  const uint8 *aad2, int aad2len,
 				  const uint8 *ct, int len, const uint8 *tag, uint8 *pt)
 {
+	bool		ok;
 	int			outl;
 	uint8		dummy[16];
 
@@ -150,8 +194,18 @@ shred_gcm_decrypt(const uint8 *key, const uint8 *nonce,
 		(aad2len > 0 && EVP_DecryptUpdate(gcm_ctx, NULL, &outl, aad2, aad2len) != 1) ||
 		(len > 0 && EVP_DecryptUpdate(gcm_ctx, pt, &outl, ct, len) != 1) ||
 		EVP_CIPHER_CTX_ctrl(gcm_ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *) tag) != 1)
+	{
+		/* pt may hold unauthenticated plaintext */
+		if (len > 0)
+			shred_wipe(pt, len);
+		shred_cipher_reset();
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("AES-256-GCM decryption failed")));
-	return EVP_DecryptFinal_ex(gcm_ctx, dummy, &outl) == 1;
+				 errmsg("AES-256-GCM decryption failed"),
+				 openssl_errdetail()));
+	}
+	ok = EVP_DecryptFinal_ex(gcm_ctx, dummy, &outl) == 1;
+	/* a tag that does not verify is the caller's error, not OpenSSL's */
+	ERR_clear_error();
+	return ok;
 }

@@ -26,6 +26,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
@@ -153,6 +154,7 @@ shredding_xact_callback(XactEvent event, void *arg)
 			keys_changed_in_xact = false;
 			if (shred_master_loaded)
 				shred_wipe_master_keys();
+			shred_wipe(&shred_call_key, sizeof(shred_call_key));
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
@@ -170,8 +172,14 @@ static void
 shredding_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						   SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB && keys_changed_in_xact)
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	if (keys_changed_in_xact)
 		cache_stale = true;
+	/* an error path: the master keys are loaded again when needed */
+	if (shred_master_loaded)
+		shred_wipe_master_keys();
+	shred_wipe(&shred_call_key, sizeof(shred_call_key));
 }
 
 /* Mark the key cache stale: a master key setting changed. */
@@ -714,6 +722,36 @@ evstore_is_forgotten(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(any_forgotten && !live);
 }
 
+/*
+ * rotate_master_key() reads the key table in chunks of this many rows to
+ * re-wrap, and re-wraps each row in a memory context of its own, so that its
+ * memory does not grow with the number of keys.
+ */
+#define ROTATE_CHUNK_ROWS	1024
+
+/* Re-wrap one key row under master key version target. */
+static void
+rotate_one(EvstoreWriter *w, KeyRow *row, int32 target, uint8 *key)
+{
+	Datum		values[Natts_keys];
+	bool		nulls[Natts_keys];
+
+	shred_unwrap_key(row->wrapped, row->master_version, row->key_id,
+					 row->subject, row->subjlen, key);
+	memset(nulls, 0, sizeof(nulls));
+	values[Anum_keys_key_id - 1] = Int64GetDatum(row->key_id);
+	values[Anum_keys_subject - 1] = PointerGetDatum(cstring_to_text_with_len(row->subject, row->subjlen));
+	values[Anum_keys_master_version - 1] = Int32GetDatum(target);
+	values[Anum_keys_wrapped_key - 1] =
+		PointerGetDatum(shred_wrap_key(key, target, row->key_id,
+									   row->subject, row->subjlen));
+	shred_wipe(key, KEY_LEN);
+	values[Anum_keys_created_at - 1] = row->created_at;
+	nulls[Anum_keys_forgotten_at - 1] = true;
+	values[Anum_keys_forgotten_at - 1] = (Datum) 0;
+	evstore_writer_update(w, &row->tid, values, nulls);
+}
+
 PG_FUNCTION_INFO_V1(evstore_rotate_master_key);
 
 /* evstore.rotate_master_key() -> bigint */
@@ -723,10 +761,13 @@ evstore_rotate_master_key(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
-	List	   *rows = NIL;
-	ListCell   *lc;
 	EvstoreWriter w;
-	int64		count = 0;
+	KeyRow	   *chunk;
+	MemoryContext chunk_cxt;
+	MemoryContext row_cxt;
+	MemoryContext oldcxt;
+	uint8		key[KEY_LEN];
+	volatile int64 count = 0;
 	int32		target;
 
 	shred_begin_call();
@@ -735,47 +776,83 @@ evstore_rotate_master_key(PG_FUNCTION_ARGS)
 	shred_load_master_keys();
 	target = shred_current_master_version;
 
+	chunk_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									  "evstore rotate_master_key chunk",
+									  ALLOCSET_DEFAULT_SIZES);
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									"evstore rotate_master_key row",
+									ALLOCSET_DEFAULT_SIZES);
+	chunk = palloc(sizeof(KeyRow) * ROTATE_CHUNK_ROWS);
+
 	/* keep key creation and forget() out while we re-wrap */
 	rel = table_open(keyrel.rel, ShareRowExclusiveLock);
 	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		KeyRow	   *row = palloc0(sizeof(KeyRow));
 
-		fill_key_row(slot, row);
-		if (!row->forgotten && row->master_version != target)
-			rows = lappend(rows, row);
+	/*
+	 * One scan with SnapshotSelf: the rows this call re-wraps are updated
+	 * while the scan goes on; their old versions are then invisible to it,
+	 * and the new ones (which it may meet further on) are wrapped under
+	 * target already, so each key is re-wrapped once.
+	 */
+	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
+	evstore_writer_open(&w, rel);
+	PG_TRY();
+	{
+		bool		more = true;
+
+		while (more)
+		{
+			int			n = 0;
+
+			/* the next chunk of rows to re-wrap */
+			MemoryContextReset(chunk_cxt);
+			oldcxt = MemoryContextSwitchTo(chunk_cxt);
+			while (n < ROTATE_CHUNK_ROWS &&
+				   (more = table_scan_getnextslot(scan, ForwardScanDirection, slot)))
+			{
+				bool		version_null,
+							wrapped_null,
+							forgotten_null;
+				Datum		version;
+
+				CHECK_FOR_INTERRUPTS();
+				/* skip forgotten and current rows without copying them */
+				version = slot_getattr(slot, Anum_keys_master_version, &version_null);
+				(void) slot_getattr(slot, Anum_keys_wrapped_key, &wrapped_null);
+				(void) slot_getattr(slot, Anum_keys_forgotten_at, &forgotten_null);
+				if (wrapped_null || !forgotten_null ||
+					(!version_null && DatumGetInt32(version) == target))
+					continue;
+				fill_key_row(slot, &chunk[n]);
+				n++;
+			}
+			MemoryContextSwitchTo(oldcxt);
+
+			/* re-wrap them, one row's memory at a time */
+			for (int i = 0; i < n; i++)
+			{
+				CHECK_FOR_INTERRUPTS();
+				oldcxt = MemoryContextSwitchTo(row_cxt);
+				rotate_one(&w, &chunk[i], target, key);
+				MemoryContextSwitchTo(oldcxt);
+				MemoryContextReset(row_cxt);
+				ResetPerTupleExprContext(w.estate);
+				count++;
+			}
+		}
 	}
+	PG_FINALLY();
+	{
+		/* an unwrapped data key must not stay on the stack after an error */
+		shred_wipe(key, KEY_LEN);
+	}
+	PG_END_TRY();
+	evstore_writer_close(&w);
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-
-	evstore_writer_open(&w, rel);
-	foreach(lc, rows)
-	{
-		KeyRow	   *row = lfirst(lc);
-		uint8		key[KEY_LEN];
-		Datum		values[Natts_keys];
-		bool		nulls[Natts_keys];
-
-		CHECK_FOR_INTERRUPTS();
-		shred_unwrap_key(row->wrapped, row->master_version, row->key_id,
-						 row->subject, row->subjlen, key);
-		memset(nulls, 0, sizeof(nulls));
-		values[Anum_keys_key_id - 1] = Int64GetDatum(row->key_id);
-		values[Anum_keys_subject - 1] = PointerGetDatum(cstring_to_text_with_len(row->subject, row->subjlen));
-		values[Anum_keys_master_version - 1] = Int32GetDatum(target);
-		values[Anum_keys_wrapped_key - 1] =
-			PointerGetDatum(shred_wrap_key(key, target, row->key_id,
-										   row->subject, row->subjlen));
-		shred_wipe(key, KEY_LEN);
-		values[Anum_keys_created_at - 1] = row->created_at;
-		nulls[Anum_keys_forgotten_at - 1] = true;
-		values[Anum_keys_forgotten_at - 1] = (Datum) 0;
-		evstore_writer_update(&w, &row->tid, values, nulls);
-		count++;
-	}
-	evstore_writer_close(&w);
 	table_close(rel, NoLock);	/* held until the transaction ends */
+	MemoryContextDelete(row_cxt);
+	MemoryContextDelete(chunk_cxt);
+	pfree(chunk);
 	PG_RETURN_INT64(count);
 }

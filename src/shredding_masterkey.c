@@ -51,6 +51,8 @@ void
 shred_wipe_master_keys(void)
 {
 	shred_wipe(master_keys, sizeof(master_keys));
+	/* the cipher context may hold a master key's schedule */
+	shred_cipher_reset();
 	n_master_keys = 0;
 	shred_current_master_version = 0;
 	shred_master_loaded = false;
@@ -65,7 +67,16 @@ master_key_assign(const char *newval, void *extra)
 		shred_wipe_master_keys();
 }
 
-/* The master key settings, defined by evstore_shredding_init(). */
+/*
+ * The master key settings, defined by evstore_shredding_init().
+ *
+ * Both are PGC_SIGHUP, like archive_command: settable only in the server's
+ * configuration (postgresql.conf, or ALTER SYSTEM) and taken in on reload,
+ * never by SET, ALTER ROLE/DATABASE ... SET or a function's SET clause.  The
+ * command runs as the server's OS user, so GRANT SET ON PARAMETER on a
+ * PGC_SUSET setting would hand that role a shell.  GUC_SUPERUSER_ONLY keeps
+ * the values (which may name a secret's location) from other roles.
+ */
 void
 shred_masterkey_init(void)
 {
@@ -75,7 +86,7 @@ shred_masterkey_init(void)
 							   "A relative path is relative to the data directory.",
 							   &master_key_file,
 							   "",
-							   PGC_SUSET,
+							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, master_key_assign, NULL);
 	DefineCustomStringVariable("evstore.master_key_command",
@@ -83,7 +94,7 @@ shred_masterkey_init(void)
 							   "Same format as evstore.master_key_file; run by the server when a data key must be wrapped or unwrapped.",
 							   &master_key_command,
 							   "",
-							   PGC_SUSET,
+							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, master_key_assign, NULL);
 }
@@ -244,7 +255,7 @@ wipe_buffer(StringInfo buf)
 }
 
 #define MASTER_KEY_HINT \
-	"Set evstore.master_key_file or evstore.master_key_command (superuser only, e.g. in postgresql.conf) and reload; see docs/shredding.md."
+	"Set evstore.master_key_file or evstore.master_key_command in the server's configuration (postgresql.conf or ALTER SYSTEM) and reload; see docs/shredding.md."
 
 /*
  * Load the master keys from the configured source, once per transaction.

@@ -312,7 +312,7 @@ protect_internal(FunctionCallInfo fcinfo, bool allow_forgotten)
 	PathNode   *root;
 	ProtectCtx	ctx;
 	JsonbParseState *ps = NULL;
-	JsonbValue *result;
+	JsonbValue *volatile result = NULL;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -335,9 +335,17 @@ protect_internal(FunctionCallInfo fcinfo, bool allow_forgotten)
 	ctx.allow_forgotten = allow_forgotten;
 	initStringInfo(&ctx.pt);
 
-	result = protect_container(&ctx, &data->root, list_make1(root), &ps);
-	shred_wipe(&shred_call_key, sizeof(shred_call_key));
-	shred_wipe(ctx.pt.data, ctx.pt.maxlen);
+	/* the data key and the last plaintext are wiped on error too */
+	PG_TRY();
+	{
+		result = protect_container(&ctx, &data->root, list_make1(root), &ps);
+	}
+	PG_FINALLY();
+	{
+		shred_wipe(&shred_call_key, sizeof(shred_call_key));
+		shred_wipe(ctx.pt.data, ctx.pt.maxlen);
+	}
+	PG_END_TRY();
 	if (!ctx.changed)
 		PG_RETURN_JSONB_P(data);
 	/* the root's END token returned the finished document */
@@ -521,7 +529,7 @@ reveal_internal(FunctionCallInfo fcinfo, Jsonb *placeholder)
 	RevealCtx	ctx;
 	JsonbParseState *ps = NULL;
 	JsonbValue	mv;
-	Jsonb	   *res;
+	Jsonb	   *volatile res = NULL;
 
 	data = PG_GETARG_JSONB_P(0);
 	if (!has_marker_key(data))
@@ -529,28 +537,36 @@ reveal_internal(FunctionCallInfo fcinfo, Jsonb *placeholder)
 
 	shred_begin_call();
 	ctx.placeholder = placeholder ? placeholder : json_null();
-	if (is_marker(&data->root, &mv))
+	/* the data key is wiped on error too */
+	PG_TRY();
 	{
-		JsonbValue	dv;
-
-		decrypt_marker(&ctx, mv.val.string.val, mv.val.string.len, &dv);
-		if (dv.type == jbvBinary &&
-			memmem(dv.val.binary.data, dv.val.binary.len,
-				   MARKER_KEY, MARKER_KEY_LEN) != NULL)
+		if (is_marker(&data->root, &mv))
 		{
-			res = JsonbValueToJsonb(reveal_container(&ctx, dv.val.binary.data, &ps));
+			JsonbValue	dv;
+
+			decrypt_marker(&ctx, mv.val.string.val, mv.val.string.len, &dv);
+			if (dv.type == jbvBinary &&
+				memmem(dv.val.binary.data, dv.val.binary.len,
+					   MARKER_KEY, MARKER_KEY_LEN) != NULL)
+			{
+				res = JsonbValueToJsonb(reveal_container(&ctx, dv.val.binary.data, &ps));
+			}
+			else
+				res = JsonbValueToJsonb(&dv);
 		}
 		else
-			res = JsonbValueToJsonb(&dv);
-	}
-	else
-	{
-		JsonbValue *result = reveal_container(&ctx, &data->root, &ps);
+		{
+			JsonbValue *result = reveal_container(&ctx, &data->root, &ps);
 
-		Assert(ps == NULL && result != NULL);
-		res = JsonbValueToJsonb(result);
+			Assert(ps == NULL && result != NULL);
+			res = JsonbValueToJsonb(result);
+		}
 	}
-	shred_wipe(&shred_call_key, sizeof(shred_call_key));
+	PG_FINALLY();
+	{
+		shred_wipe(&shred_call_key, sizeof(shred_call_key));
+	}
+	PG_END_TRY();
 	PG_RETURN_JSONB_P(res);
 }
 
