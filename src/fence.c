@@ -20,14 +20,14 @@
  * them that will ever exist.
  *
  * Each database has its own sequence, so slots carry their database and
- * readers look only at their own.  Per database the fence also keeps the
- * highest position any backend drew, stored or read as the sequence's last
- * value ("high"), and the highest horizon ever returned.  read_all never
- * returns less than a horizon it returned before (monotonic), and an
- * append refuses a position at or below "high": the sequence moved
- * backwards (setval, RESTART), and the position could land below one a
- * subscriber has already passed.  That check is also what keeps the
- * argument sound when the sequence misbehaves.
+ * readers look only at their own.  Per database the fence also keeps a
+ * high-water mark ("high": the highest position stored, and the highest
+ * candidate horizon any reader computed) and the highest horizon ever
+ * returned.  read_all never returns less than a horizon it returned before
+ * (monotonic), and an append refuses a position at or below "high": the
+ * sequence moved backwards (setval, RESTART), and the position could land
+ * below one a subscriber has already passed, or on a stored one.  That
+ * check is also what keeps the argument sound when the sequence misbehaves.
  *
  * Only appending transactions publish, so idle or long-running
  * transactions that never append do not hold read_all back.  See
@@ -83,7 +83,7 @@ typedef struct FenceDatabase
 {
 	pg_atomic_uint32 dboid;		/* InvalidOid = free */
 	Oid			seqoid;			/* its evstore.global_position_seq */
-	pg_atomic_uint64 high;		/* highest position drawn, stored or read */
+	pg_atomic_uint64 high;		/* highest position stored or horizon computed */
 	pg_atomic_uint64 horizon;	/* highest horizon read_all returned */
 } FenceDatabase;
 
@@ -102,6 +102,7 @@ static bool exit_registered = false;
 static bool fence_published = false;
 static int64 fence_bound = 0;	/* what we published */
 static bool fence_shape_checked = false;	/* since we published */
+static int64 fence_max_drawn = 0;	/* highest position this xact drew */
 
 /*
  * Lowest (sub)transaction nesting level that still holds an event this
@@ -280,6 +281,7 @@ fence_clear(void)
 		fence_published = false;
 	}
 	fence_level = 0;
+	fence_max_drawn = 0;
 }
 
 static void
@@ -294,6 +296,11 @@ fence_xact_callback(XactEvent event, void *arg)
 						 errmsg("cannot prepare a transaction that appended events"),
 						 errdetail("A prepared transaction would hold positions that subscriptions cannot see past until COMMIT PREPARED."),
 						 errhint("Append events in an ordinary transaction.")));
+			break;
+		case XACT_EVENT_PRE_COMMIT:
+			/* our positions are about to be stored for good */
+			if (fence_max_drawn > 0 && my_db != NULL)
+				(void) atomic_raise(&my_db->high, (uint64) fence_max_drawn);
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
@@ -408,8 +415,9 @@ evstore_sequence_last_value(Oid seqoid)
 }
 
 /*
- * The highest global_position in evstore.events, committed or not: one
- * backward descent of the primary key (0 when the store is empty).
+ * The highest global_position in evstore.events that is committed or still
+ * in flight (rolled-back rows do not count): one backward descent of the
+ * primary key, 0 when the store is empty.
  */
 static int64
 highest_stored_position(const EvstoreCatalog *cat)
@@ -418,12 +426,14 @@ highest_stored_position(const EvstoreCatalog *cat)
 	Relation	index;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
+	SnapshotData dirty;
 	int64		result = 0;
 
+	InitDirtySnapshot(dirty);
 	heap = table_open(cat->events_rel, AccessShareLock);
 	index = index_open(cat->events_pkey, AccessShareLock);
 	slot = table_slot_create(heap, NULL);
-	scan = evstore_index_beginscan(heap, index, SnapshotAny, 0, 0);
+	scan = evstore_index_beginscan(heap, index, &dirty, 0, 0);
 	index_rescan(scan, NULL, 0, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
@@ -524,11 +534,13 @@ refuse_position(int64 position, int64 floor)
 /*
  * Draw the next global position for an event of this transaction (after
  * evstore_fence_publish).  The position must be at or above our published
- * bound and above everything this database's fence has seen: every
- * position drawn or stored, every sequence value a reader based a horizon
- * on.  A well-behaved sequence always satisfies that; one moved backwards
- * is caught here, before anything is written.  Costs two atomic reads, one
- * compare-and-swap and, once per transaction, two syscache lookups.
+ * bound and above this database's high-water mark: every position stored
+ * (committed, or in flight when this backend seeded it), every candidate
+ * horizon a reader computed.  A well-behaved sequence always satisfies
+ * that; one moved backwards is caught here, before anything is written.
+ * Costs one atomic read and, once per transaction, two syscache lookups;
+ * the commit raises the mark to our highest position (one atomic
+ * compare-and-swap).
  */
 int64
 evstore_fence_next_position(void)
@@ -557,12 +569,34 @@ evstore_fence_next_position(void)
 	}
 	if (unlikely(position <= (int64) floor || position < fence_bound))
 		refuse_position(position, Max((int64) floor, fence_bound - 1));
-	(void) atomic_raise(&db->high, (uint64) position);
+	if (position > fence_max_drawn)
+		fence_max_drawn = position;
 
 	level = GetCurrentTransactionNestLevel();
 	if (fence_level == 0 || level < fence_level)
 		fence_level = level;
 	return position;
+}
+
+/* min(upper, lowest bound published in this database - 1) */
+static int64
+scan_slots(int64 upper)
+{
+	int64		horizon = upper;
+
+	for (int i = 0; i < fence->nslots; i++)
+	{
+		uint64		low = pg_atomic_read_u64(&fence->slots[i].low);
+
+		if (low == 0)
+			continue;
+		pg_read_barrier();
+		if (pg_atomic_read_u32(&fence->slots[i].dboid) != MyDatabaseId)
+			continue;
+		if ((int64) low - 1 < horizon)
+			horizon = (int64) low - 1;
+	}
+	return horizon;
 }
 
 /*
@@ -581,28 +615,18 @@ evstore_fence_horizon(void)
 	cat = evstore_catalog();
 	last = evstore_sequence_last_value(cat->position_seq);
 	db = fence_database(cat->position_seq);
-
-	/*
-	 * Make L known before looking at the slots: an appender that publishes
-	 * after our scan reads "high" after its publication and refuses any
-	 * position <= L, even if the sequence was moved back meanwhile.
-	 */
-	(void) atomic_raise(&db->high, (uint64) last);
 	pg_memory_barrier();
 
-	horizon = last;
-	for (int i = 0; i < fence->nslots; i++)
-	{
-		uint64		low = pg_atomic_read_u64(&fence->slots[i].low);
-
-		if (low == 0)
-			continue;
-		pg_read_barrier();
-		if (pg_atomic_read_u32(&fence->slots[i].dboid) != MyDatabaseId)
-			continue;
-		if ((int64) low - 1 < horizon)
-			horizon = (int64) low - 1;
-	}
+	/*
+	 * A candidate from a first scan, made known in "high" before a second
+	 * scan decides: an appender that publishes after the second scan reads
+	 * "high" after its publication and refuses any position at or below the
+	 * candidate, even if the sequence was moved back meanwhile.
+	 */
+	horizon = scan_slots(last);
+	(void) atomic_raise(&db->high, (uint64) horizon);
+	pg_memory_barrier();
+	horizon = scan_slots(horizon);
 
 	/* a horizon once returned stays safe: never go below it */
 	return (int64) atomic_raise(&db->horizon, (uint64) horizon);
