@@ -484,7 +484,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 
 		memset(nulls, 0, sizeof(nulls));
 		values[Anum_events_global_position - 1] =
-			Int64GetDatum(nextval_internal(cat->position_seq, false));
+			Int64GetDatum(evstore_fence_next_position());
 		values[Anum_events_stream_id - 1] = PointerGetDatum(stream_text);
 		values[Anum_events_stream_version - 1] = Int64GetDatum(++version);
 		values[Anum_events_event_id - 1] = UUIDPGetDatum(id);

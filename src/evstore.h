@@ -25,6 +25,8 @@
 #define ERRCODE_EVSTORE_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','S','0','0','1')
 #define ERRCODE_EVSTORE_STREAM_DELETED			MAKE_SQLSTATE('E','S','0','0','2')
 #define ERRCODE_EVSTORE_DUPLICATE_EVENT_ID		MAKE_SQLSTATE('E','S','0','0','3')
+/* the position sequence moved backwards or was altered: append refused */
+#define ERRCODE_EVSTORE_POSITION_SEQUENCE		MAKE_SQLSTATE('E','S','0','1','0')
 
 /* expected_version special values (EventStoreDB numbering) */
 #define EVSTORE_EXPECT_ANY			(-2)
@@ -149,8 +151,13 @@ extern void evstore_fence_init(void);
 extern Size evstore_fence_shmem_size(void);
 extern void evstore_fence_shmem_startup(void);
 extern void evstore_fence_publish(void);
+extern int64 evstore_fence_next_position(void);
 extern int64 evstore_fence_horizon(void);
+extern void evstore_fence_refuse_on_standby(const char *funcname);
 extern int64 evstore_sequence_last_value(Oid seqoid);
+
+/* Databases whose positions the fence can track at once (shared memory). */
+#define EVSTORE_FENCE_DATABASES		128
 
 /* streams.c */
 typedef struct EvstoreStreamState

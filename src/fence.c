@@ -11,11 +11,23 @@
  * Every appending transaction therefore publishes, in shared memory and
  * *before* it draws its first position, a lower bound on the positions it
  * can hold: the sequence's last value plus one.  The slot is cleared only
- * after the transaction's commit or abort is visible to new snapshots.
- * A reader reads the sequence's last value L first, then scans the slots;
- * the horizon is min(L, lowest published bound - 1).  Every position at or
- * below the horizon belongs to a transaction that has finished, so a
- * snapshot taken afterwards sees all of them that will ever exist.
+ * after the transaction's commit or abort is visible to new snapshots, or
+ * after the rollback of the last (sub)transaction that still held one of
+ * its events.  A reader reads the sequence's last value L first, then scans
+ * the slots of its own database; the horizon is min(L, lowest published
+ * bound - 1).  Every position at or below the horizon belongs to a
+ * transaction that has finished, so a snapshot taken afterwards sees all of
+ * them that will ever exist.
+ *
+ * Each database has its own sequence, so slots carry their database and
+ * readers look only at their own.  Per database the fence also keeps a
+ * high-water mark ("high": the highest position stored, and the highest
+ * candidate horizon any reader computed) and the highest horizon ever
+ * returned.  read_all never returns less than a horizon it returned before
+ * (monotonic), and an append refuses a position at or below "high": the
+ * sequence moved backwards (setval, RESTART), and the position could land
+ * below one a subscriber has already passed, or on a stored one.  That
+ * check is also what keeps the argument sound when the sequence misbehaves.
  *
  * Only appending transactions publish, so idle or long-running
  * transactions that never append do not hold read_all back.  See
@@ -26,8 +38,14 @@
 #include "evstore.h"
 #include "compat.h"
 
-#include "access/xact.h"
+#include "access/genam.h"
 #include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_sequence.h"
 #include "commands/sequence.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -38,24 +56,65 @@
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
+/*
+ * One backend's slot.  Only its backend writes it: the database first,
+ * then (after a write barrier) the bound.  A slot changes database only
+ * when a new backend takes it over, after the old one cleared its bound.
+ */
 typedef struct FenceSlot
 {
 	pg_atomic_uint64 low;		/* lowest position this xact may hold; 0 = idle */
+	pg_atomic_uint32 dboid;		/* database of the backend */
 	int			pid;			/* for evstore.appenders(); informational */
 } FenceSlot;
 
+/*
+ * One database's positions.  dboid and seqoid change only under the mutex
+ * (an entry is claimed, reset for a re-created extension, or reclaimed
+ * from a dropped database); high and horizon only ever grow.
+ */
+typedef struct FenceDatabase
+{
+	pg_atomic_uint32 dboid;		/* InvalidOid = free */
+	Oid			seqoid;			/* its evstore.global_position_seq */
+	pg_atomic_uint64 high;		/* highest position stored or horizon computed */
+	pg_atomic_uint64 horizon;	/* highest horizon read_all returned */
+} FenceDatabase;
+
 typedef struct FenceShared
 {
+	slock_t		mutex;			/* for claiming database entries */
 	int			nslots;
+	FenceDatabase dbs[EVSTORE_FENCE_DATABASES];
 	FenceSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } FenceShared;
 
 static FenceShared *fence = NULL;
-static bool fence_published = false;
 static bool exit_registered = false;
+
+/* this transaction's publication */
+static bool fence_published = false;
+static int64 fence_bound = 0;	/* what we published */
+static bool fence_shape_checked = false;	/* since we published */
+static int64 fence_max_drawn = 0;	/* highest position this xact drew */
+
+/*
+ * Lowest (sub)transaction nesting level that still holds an event this
+ * transaction appended; 0 when none does.  Events of a subtransaction that
+ * commits pass to its parent; those of one that aborts are gone for good.
+ */
+static int	fence_level = 0;
+
+/* this backend's database entry, and whether it has seeded "high" */
+static FenceDatabase *my_db = NULL;
+static Oid	my_db_seqoid = InvalidOid;
+static bool my_db_seeded = false;
 
 /* Size of the fence in shared memory: one slot per backend. */
 Size
@@ -77,13 +136,36 @@ evstore_fence_shmem_startup(void)
 	fence = ShmemInitStruct("evstore fence", evstore_fence_shmem_size(), &found);
 	if (!found)
 	{
+		SpinLockInit(&fence->mutex);
 		fence->nslots = MaxBackends;
+		for (int i = 0; i < EVSTORE_FENCE_DATABASES; i++)
+		{
+			pg_atomic_init_u32(&fence->dbs[i].dboid, InvalidOid);
+			fence->dbs[i].seqoid = InvalidOid;
+			pg_atomic_init_u64(&fence->dbs[i].high, 0);
+			pg_atomic_init_u64(&fence->dbs[i].horizon, 0);
+		}
 		for (int i = 0; i < MaxBackends; i++)
 		{
 			pg_atomic_init_u64(&fence->slots[i].low, 0);
+			pg_atomic_init_u32(&fence->slots[i].dboid, InvalidOid);
 			fence->slots[i].pid = 0;
 		}
 	}
+}
+
+/* Raise *ptr to at least v; returns the value it then has (>= v). */
+static uint64
+atomic_raise(pg_atomic_uint64 *ptr, uint64 v)
+{
+	uint64		cur = pg_atomic_read_u64(ptr);
+
+	while (cur < v)
+	{
+		if (pg_atomic_compare_exchange_u64(ptr, &cur, v))
+			return v;
+	}
+	return cur;
 }
 
 static FenceSlot *
@@ -94,6 +176,96 @@ my_slot(void)
 	if (i < 0 || i >= fence->nslots)
 		elog(ERROR, "evstore: backend slot %d has no fence slot", i);
 	return &fence->slots[i];
+}
+
+/* Claim, under the mutex, the entry of this database; NULL when full. */
+static FenceDatabase *
+claim_database(Oid seqoid)
+{
+	FenceDatabase *found = NULL;
+	FenceDatabase *free_entry = NULL;
+
+	SpinLockAcquire(&fence->mutex);
+	for (int i = 0; i < EVSTORE_FENCE_DATABASES; i++)
+	{
+		Oid			db = pg_atomic_read_u32(&fence->dbs[i].dboid);
+
+		if (db == MyDatabaseId)
+		{
+			found = &fence->dbs[i];
+			break;
+		}
+		if (db == InvalidOid && free_entry == NULL)
+			free_entry = &fence->dbs[i];
+	}
+	if (found == NULL && free_entry != NULL)
+	{
+		found = free_entry;
+		found->seqoid = InvalidOid;
+		pg_atomic_write_u32(&found->dboid, MyDatabaseId);
+	}
+	if (found != NULL && found->seqoid != seqoid)
+	{
+		/*
+		 * A new entry, or the extension was dropped and created again: its
+		 * new sequence starts afresh.  The caller has the sequence open, so
+		 * seqoid is the database's current one.
+		 */
+		found->seqoid = seqoid;
+		pg_atomic_write_u64(&found->high, 0);
+		pg_atomic_write_u64(&found->horizon, 0);
+	}
+	SpinLockRelease(&fence->mutex);
+	return found;
+}
+
+/*
+ * This database's entry.  The caller has just opened the sequence seqoid,
+ * so it exists and is this database's evstore.global_position_seq.
+ */
+static FenceDatabase *
+fence_database(Oid seqoid)
+{
+	FenceDatabase *db;
+
+	if (likely(my_db != NULL && my_db_seqoid == seqoid &&
+			   pg_atomic_read_u32(&my_db->dboid) == MyDatabaseId &&
+			   my_db->seqoid == seqoid))
+		return my_db;
+
+	my_db = NULL;
+	db = claim_database(seqoid);
+	if (db == NULL)
+	{
+		/* reclaim the entries of databases that were dropped, and retry */
+		for (int i = 0; i < EVSTORE_FENCE_DATABASES; i++)
+		{
+			Oid			other = pg_atomic_read_u32(&fence->dbs[i].dboid);
+
+			if (other == InvalidOid || other == MyDatabaseId ||
+				SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(other)))
+				continue;
+			SpinLockAcquire(&fence->mutex);
+			if (pg_atomic_read_u32(&fence->dbs[i].dboid) == other)
+			{
+				fence->dbs[i].seqoid = InvalidOid;
+				pg_atomic_write_u32(&fence->dbs[i].dboid, InvalidOid);
+			}
+			SpinLockRelease(&fence->mutex);
+		}
+		db = claim_database(seqoid);
+	}
+	if (db == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many databases use evstore on this server"),
+				 errdetail("evstore's shared memory keeps the positions of at most %d databases; entries of dropped databases are reused.",
+						   EVSTORE_FENCE_DATABASES),
+				 errhint("Drop databases that no longer use evstore, or restart the server to forget them.")));
+	my_db = db;
+	my_db_seqoid = seqoid;
+	my_db_seeded = false;
+	return db;
 }
 
 static void
@@ -108,6 +280,8 @@ fence_clear(void)
 		pg_memory_barrier();
 		fence_published = false;
 	}
+	fence_level = 0;
+	fence_max_drawn = 0;
 }
 
 static void
@@ -123,6 +297,11 @@ fence_xact_callback(XactEvent event, void *arg)
 						 errdetail("A prepared transaction would hold positions that subscriptions cannot see past until COMMIT PREPARED."),
 						 errhint("Append events in an ordinary transaction.")));
 			break;
+		case XACT_EVENT_PRE_COMMIT:
+			/* our positions are about to be stored for good */
+			if (fence_max_drawn > 0 && my_db != NULL)
+				(void) atomic_raise(&my_db->high, (uint64) fence_max_drawn);
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
@@ -130,6 +309,41 @@ fence_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			/* called after ProcArrayEndTransaction: the outcome is visible */
 			fence_clear();
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * A subtransaction ends.  Its callbacks run while it is still the current
+ * one (GetCurrentTransactionNestLevel() is its level), and on abort after
+ * RecordTransactionAbort: its xids are marked aborted and gone from the
+ * proc array, so its events are invisible to every snapshot, for good, even
+ * if the top transaction commits.  When no live level holds an event any
+ * more, the bound is released; the next append publishes a fresh one
+ * before it draws.
+ */
+static void
+fence_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+
+	if (!fence_published)
+		return;
+	level = GetCurrentTransactionNestLevel();
+	switch (event)
+	{
+		case SUBXACT_EVENT_COMMIT_SUB:
+			/* its events now belong to the parent */
+			if (fence_level == level)
+				fence_level = level - 1;
+			break;
+		case SUBXACT_EVENT_ABORT_SUB:
+			/* events of this level and below are gone; outer ones stay */
+			if (fence_level == 0 || fence_level >= level)
+				fence_clear();
 			break;
 		default:
 			break;
@@ -179,6 +393,23 @@ void
 evstore_fence_init(void)
 {
 	RegisterXactCallback(fence_xact_callback, NULL);
+	RegisterSubXactCallback(fence_subxact_callback, NULL);
+}
+
+/*
+ * Refuse a function that needs the fence on a hot standby: the fence lives
+ * in the primary's shared memory, and a standby's sequence runs ahead of
+ * the positions actually handed out (WAL logs it 32 values ahead).
+ */
+void
+evstore_fence_refuse_on_standby(const char *funcname)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s is not available on a standby", funcname),
+				 errdetail("The fence that keeps subscriptions from skipping late commits lives on the primary."),
+				 errhint("Run subscriptions against the primary, or tail the log with the evstore output plugin.")));
 }
 
 /*
@@ -215,11 +446,84 @@ evstore_sequence_last_value(Oid seqoid)
 }
 
 /*
+ * The highest global_position in evstore.events that is committed or still
+ * in flight (rolled-back rows do not count): one backward descent of the
+ * primary key, 0 when the store is empty.
+ */
+static int64
+highest_stored_position(const EvstoreCatalog *cat)
+{
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	SnapshotData dirty;
+	int64		result = 0;
+
+	InitDirtySnapshot(dirty);
+	heap = table_open(cat->events_rel, AccessShareLock);
+	index = index_open(cat->events_pkey, AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+	scan = evstore_index_beginscan(heap, index, &dirty, 0, 0);
+	index_rescan(scan, NULL, 0, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		result = DatumGetInt64(slot_getattr(slot, Anum_events_global_position, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return result;
+}
+
+/*
+ * The fence's argument needs positions handed out one by one, in order,
+ * and durably: INCREMENT 1, CACHE 1 (a per-backend cache hands out numbers
+ * below other backends' bounds), NO CYCLE, and a logged sequence.  Checked
+ * once per publication, after the first nextval: from then on this
+ * transaction holds the sequence's lock and ALTER SEQUENCE waits for it.
+ */
+static void
+check_sequence_shape(Oid seqoid)
+{
+	HeapTuple	tup;
+	Form_pg_sequence seq;
+	int64		increment,
+				cache;
+	bool		cycle;
+	char		persistence;
+
+	tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqoid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "evstore: cache lookup failed for sequence %u", seqoid);
+	seq = (Form_pg_sequence) GETSTRUCT(tup);
+	increment = seq->seqincrement;
+	cache = seq->seqcache;
+	cycle = seq->seqcycle;
+	ReleaseSysCache(tup);
+	persistence = get_rel_persistence(seqoid);
+
+	if (increment != 1 || cache != 1 || cycle || persistence != RELPERSISTENCE_PERMANENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_EVSTORE_POSITION_SEQUENCE),
+				 errmsg("evstore.global_position_seq has been altered: appends are refused"),
+				 errdetail("It has INCREMENT %lld, CACHE %lld, %s and is %s; subscriptions need positions handed out one by one, in order, and durably: INCREMENT 1, CACHE 1, NO CYCLE, logged.",
+						   (long long) increment, (long long) cache,
+						   cycle ? "CYCLE" : "NO CYCLE",
+						   persistence == RELPERSISTENCE_PERMANENT ? "logged" : "unlogged"),
+				 errhint("Restore it with ALTER SEQUENCE evstore.global_position_seq INCREMENT 1 CACHE 1 NO CYCLE; and ALTER SEQUENCE evstore.global_position_seq SET LOGGED;")));
+}
+
+/*
  * Publish this transaction's lower bound before it draws its first position.
  */
 void
 evstore_fence_publish(void)
 {
+	const EvstoreCatalog *cat;
 	FenceSlot  *slot;
 	int64		last;
 
@@ -232,32 +536,131 @@ evstore_fence_publish(void)
 		exit_registered = true;
 	}
 	slot = my_slot();
-	last = evstore_sequence_last_value(evstore_catalog()->position_seq);
+	cat = evstore_catalog();
+	last = evstore_sequence_last_value(cat->position_seq);
+	(void) fence_database(cat->position_seq);
 	slot->pid = MyProcPid;
+	pg_atomic_write_u32(&slot->dboid, MyDatabaseId);
+	pg_write_barrier();
 	pg_atomic_write_u64(&slot->low, (uint64) (last + 1));
+	fence_bound = last + 1;
 	fence_published = true;
+	fence_shape_checked = false;
 	pg_memory_barrier();
 }
 
+static void
+refuse_position(int64 position, int64 floor)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EVSTORE_POSITION_SEQUENCE),
+			 errmsg("evstore.global_position_seq moved backwards: position %lld is refused",
+					(long long) position),
+			 errdetail("Position %lld may already be stored or passed by read_all, so an event at %lld could land below positions subscribers have already processed. Nothing was appended.",
+					   (long long) floor, (long long) position),
+			 errhint("Move the sequence past every position already used: SELECT setval('evstore.global_position_seq', %lld); then find out what moved it (setval, ALTER SEQUENCE ... RESTART).",
+					 (long long) floor)));
+}
+
 /*
- * Highest position that read_all may return now.
+ * Draw the next global position for an event of this transaction (after
+ * evstore_fence_publish).  The position must be at or above our published
+ * bound and above this database's high-water mark: every position stored
+ * (committed, or in flight when this backend seeded it), every candidate
+ * horizon a reader computed.  A well-behaved sequence always satisfies
+ * that; one moved backwards is caught here, before anything is written.
+ * Costs one atomic read and, once per transaction, two syscache lookups;
+ * the commit raises the mark to our highest position (one atomic
+ * compare-and-swap).
  */
 int64
-evstore_fence_horizon(void)
+evstore_fence_next_position(void)
 {
-	int64		horizon;
+	const EvstoreCatalog *cat = evstore_catalog();
+	FenceDatabase *db;
+	uint64		floor;
+	int64		position;
+	int			level;
 
-	evstore_require_preload();
-	horizon = evstore_sequence_last_value(evstore_catalog()->position_seq);
-	pg_memory_barrier();
+	if (!fence_published)
+		elog(ERROR, "evstore: position drawn before the fence was published");
+	db = fence_database(cat->position_seq);
+	if (unlikely(!my_db_seeded))
+	{
+		(void) atomic_raise(&db->high, (uint64) highest_stored_position(cat));
+		my_db_seeded = true;
+	}
+	/* after our publication (and its barrier): see docs/read_all.md */
+	floor = pg_atomic_read_u64(&db->high);
+	position = nextval_internal(cat->position_seq, false);
+	if (unlikely(!fence_shape_checked))
+	{
+		check_sequence_shape(cat->position_seq);
+		fence_shape_checked = true;
+	}
+	if (unlikely(position <= (int64) floor || position < fence_bound))
+		refuse_position(position, Max((int64) floor, fence_bound - 1));
+	if (position > fence_max_drawn)
+		fence_max_drawn = position;
+
+	level = GetCurrentTransactionNestLevel();
+	if (fence_level == 0 || level < fence_level)
+		fence_level = level;
+	return position;
+}
+
+/* min(upper, lowest bound published in this database - 1) */
+static int64
+scan_slots(int64 upper)
+{
+	int64		horizon = upper;
+
 	for (int i = 0; i < fence->nslots; i++)
 	{
 		uint64		low = pg_atomic_read_u64(&fence->slots[i].low);
 
-		if (low != 0 && (int64) low - 1 < horizon)
+		if (low == 0)
+			continue;
+		pg_read_barrier();
+		if (pg_atomic_read_u32(&fence->slots[i].dboid) != MyDatabaseId)
+			continue;
+		if ((int64) low - 1 < horizon)
 			horizon = (int64) low - 1;
 	}
 	return horizon;
+}
+
+/*
+ * Highest position that read_all may return now, in this database; never
+ * less than one it returned before.
+ */
+int64
+evstore_fence_horizon(void)
+{
+	const EvstoreCatalog *cat;
+	FenceDatabase *db;
+	int64		last;
+	int64		horizon;
+
+	evstore_require_preload();
+	cat = evstore_catalog();
+	last = evstore_sequence_last_value(cat->position_seq);
+	db = fence_database(cat->position_seq);
+	pg_memory_barrier();
+
+	/*
+	 * A candidate from a first scan, made known in "high" before a second
+	 * scan decides: an appender that publishes after the second scan reads
+	 * "high" after its publication and refuses any position at or below the
+	 * candidate, even if the sequence was moved back meanwhile.
+	 */
+	horizon = scan_slots(last);
+	(void) atomic_raise(&db->high, (uint64) horizon);
+	pg_memory_barrier();
+	horizon = scan_slots(horizon);
+
+	/* a horizon once returned stays safe: never go below it */
+	return (int64) atomic_raise(&db->horizon, (uint64) horizon);
 }
 
 PG_FUNCTION_INFO_V1(evstore_read_all_horizon);
@@ -266,6 +669,7 @@ PG_FUNCTION_INFO_V1(evstore_read_all_horizon);
 Datum
 evstore_read_all_horizon(PG_FUNCTION_ARGS)
 {
+	evstore_fence_refuse_on_standby("evstore.read_all_horizon()");
 	PG_RETURN_INT64(evstore_fence_horizon());
 }
 
@@ -286,6 +690,9 @@ evstore_appenders(PG_FUNCTION_ARGS)
 		bool		nulls[2] = {false, false};
 
 		if (low == 0)
+			continue;
+		pg_read_barrier();
+		if (pg_atomic_read_u32(&fence->slots[i].dboid) != MyDatabaseId)
 			continue;
 		values[0] = Int32GetDatum(fence->slots[i].pid);
 		values[1] = Int64GetDatum((int64) low);

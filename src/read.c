@@ -433,12 +433,7 @@ evstore_read_all(PG_FUNCTION_ARGS)
 		}
 	}
 
-	if (RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("evstore.read_all() is not available on a standby"),
-				 errdetail("The fence that keeps subscriptions from skipping late commits lives on the primary."),
-				 errhint("Run subscriptions against the primary, or tail the log with the evstore output plugin.")));
+	evstore_fence_refuse_on_standby("evstore.read_all()");
 
 	a.horizon = evstore_fence_horizon();
 	if (a.horizon <= a.after)
