@@ -570,6 +570,13 @@ proj_apply_sync(Projection *p, TupleTableSlot *slot, const char *type, int typel
 	else
 		plan = p->delete_plan;
 
+	/*
+	 * The plans name everything qualified; the creator's search_path is for
+	 * what they run (triggers and defaults of the target), rolled back by
+	 * proj_apply_one() with every other setting.
+	 */
+	(void) set_config_option("search_path", p->run_path, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "evstore: SPI_connect failed");
 	rc = SPI_execute_plan(plan, p->values, p->nulls, false, 0);
