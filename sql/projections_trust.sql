@@ -54,7 +54,11 @@ SHOW search_path;
 SHOW statement_timeout;
 SHOW default_transaction_read_only;
 SHOW work_mem;
+-- (read-write explicitly: were default_transaction_read_only still on, the
+-- trap's ALTER ROLE would fail for that reason alone)
+BEGIN READ WRITE;
 SELECT lower('ESCALATED?');
+COMMIT;
 SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_trust_low';
 -- inside a transaction too, where the appender's own SET LOCAL stays
 BEGIN;
