@@ -121,6 +121,31 @@ SELECT count(*) FROM pg_listening_channels();
 SELECT count(*) FROM pg_class WHERE relname = 'trap_temp';
 SELECT count(*) FROM evstore.events WHERE stream_id = 'stmt-1';
 
+-- an attribute sync too: what its target fires runs under the same rules,
+-- and resolves names with the creator's search_path
+SET ROLE regress_trust_low;
+CREATE TABLE trap.model (id text PRIMARY KEY, n int);
+CREATE TABLE trap.model_log (id text);
+CREATE FUNCTION trap.model_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('statement_timeout', '4711s', false);
+    insert into model_log values (NEW.id);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER model_trigger AFTER INSERT OR UPDATE ON trap.model
+    FOR EACH ROW EXECUTE FUNCTION trap.model_trigger();
+SET search_path = trap;
+SELECT evstore.create_sync_projection('model', 'trap.model', 'id', 'stream_id',
+    categories => ARRAY['model']);
+RESET search_path;
+RESET ROLE;
+SELECT stream_version FROM evstore.append_event('model-1', 'Set', '{"n": 1}');
+SHOW statement_timeout;
+SHOW search_path;
+SELECT * FROM trap.model;
+SELECT * FROM trap.model_log;
+SELECT evstore.drop_projection('model');
+
 -- a rebuild by a superuser runs the reset function under the same rules
 SET ROLE regress_trust_low;
 CREATE FUNCTION trap.reset() RETURNS void LANGUAGE plpgsql AS $$
@@ -136,8 +161,16 @@ SHOW search_path;
 SHOW statement_timeout;
 SHOW default_transaction_read_only;
 SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_trust_low';
+SET ROLE regress_trust_low;
+CREATE FUNCTION trap.reset_lock() RETURNS void LANGUAGE sql
+    AS 'SELECT pg_catalog.pg_advisory_lock(4714)';
+SELECT evstore.create_projection('reset_lock', 'trap.settings(evstore.events)',
+    categories => ARRAY['none'], reset_function => 'trap.reset_lock()');
+RESET ROLE;
+SELECT evstore.rebuild_projection('reset_lock', 0);
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
 SELECT evstore.drop_projection('settings'), evstore.drop_projection('session_lock'),
-       evstore.drop_projection('stmt');
+       evstore.drop_projection('stmt'), evstore.drop_projection('reset_lock');
 
 -- ---------------------------------------------------------------------
 -- 17. Names resolve with the creator's search_path, captured at creation,

@@ -451,8 +451,10 @@ reset_target(Projection *p)
 	nest = NewGUCNestLevel();
 	(void) set_config_option("search_path", p->run_path, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	/* as inside a projection: no appends, no session-level statements */
+	/* as inside a projection: no appends, no session-level state */
 	proj_dispatch_depth++;
+	proj_forget_prior_locks();
+	proj_note_prior_locks();
 	PG_TRY();
 	{
 		if (p->is_sync)
@@ -498,6 +500,8 @@ reset_target(Projection *p)
 	}
 	PG_END_TRY();
 	AtEOXact_GUC(false, nest);
+	proj_check_prior_locks(p);
+	proj_forget_prior_locks();
 	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
@@ -564,6 +568,7 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 
 	/* keep the cache (and p) in place while replaying */
 	proj_dispatch_depth++;
+	proj_forget_prior_locks();
 	PG_TRY();
 	{
 		while (index_getnext_slot(scan, ForwardScanDirection, slot))

@@ -60,6 +60,7 @@ projections_batch_end(void)
 	if (prev_batch_end_hook)
 		prev_batch_end_hook();
 	proj_batch_pinned = false;
+	proj_forget_prior_locks();
 	for (int i = 0; i < proj_catalog_cache.n; i++)
 		if (proj_catalog_cache.projs[i].fast)
 			proj_upsert_release(proj_catalog_cache.projs[i].fast);
@@ -90,6 +91,7 @@ proj_xact_callback(XactEvent event, void *arg)
 			proj_pending_discard();
 			proj_dispatch_depth = 0;
 			proj_batch_pinned = false;
+			proj_forget_prior_locks();
 			proj_rebuild_progress_clear();
 			break;
 		default:
@@ -107,6 +109,7 @@ proj_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		/* an append that failed; not a subtransaction inside a projection */
 		if (GetCurrentTransactionNestLevel() <= pin_level)
 			proj_batch_pinned = false;
+		proj_forget_prior_locks();
 	}
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
@@ -139,18 +142,60 @@ apply_error_callback(void *arg)
  */
 #define PROJ_MAX_PRIOR_LOCKS	64
 
-static void
-check_advisory_locks(Projection *p, int held_before, LOCKTAG *before_tags,
-					 LOCKMASK *before_masks, int nbefore)
+/*
+ * The advisory locks held before the projection about to run.  Within one
+ * append (or rebuild) the count taken after a projection serves as the
+ * count before the next one: between them only evstore's own code runs,
+ * which takes no session-level lock, so one walk of the lock lists per
+ * call is enough.
+ */
+static struct
+{
+	bool		valid;
+	int			held;
+	int			n;
+	LOCKTAG		tags[PROJ_MAX_PRIOR_LOCKS];
+	LOCKMASK	masks[PROJ_MAX_PRIOR_LOCKS];
+}			prior_locks;
+
+void
+proj_forget_prior_locks(void)
+{
+	prior_locks.valid = false;
+}
+
+/* Note the advisory locks held before a projection's code runs. */
+void
+proj_note_prior_locks(void)
+{
+	if (!prior_locks.valid)
+	{
+		prior_locks.held = evstore_advisory_holds(prior_locks.tags, prior_locks.masks,
+												  PROJ_MAX_PRIOR_LOCKS, &prior_locks.n);
+		prior_locks.valid = true;
+	}
+}
+
+/* After it: release and refuse the session-level ones it took. */
+void
+proj_check_prior_locks(Projection *p)
 {
 	LOCKTAG		tags[PROJ_MAX_PRIOR_LOCKS];
 	LOCKMASK	masks[PROJ_MAX_PRIOR_LOCKS];
 	int			n;
+	int			held;
 	bool		released = false;
 	int			nest;
 
-	if (evstore_advisory_holds(NULL, NULL, 0, NULL) <= held_before)
+	held = evstore_advisory_holds(tags, masks, PROJ_MAX_PRIOR_LOCKS, &n);
+	if (likely(held <= prior_locks.held))
+	{
+		prior_locks.held = held;
+		prior_locks.n = n;
+		memcpy(prior_locks.tags, tags, n * sizeof(LOCKTAG));
+		memcpy(prior_locks.masks, masks, n * sizeof(LOCKMASK));
 		return;
+	}
 
 	/*
 	 * New advisory lock modes: release those held at session level (a
@@ -158,7 +203,7 @@ check_advisory_locks(Projection *p, int held_before, LOCKTAG *before_tags,
 	 * transaction).  LockRelease() warns when a mode is held at transaction
 	 * level only; the warning is silenced for the look.
 	 */
-	(void) evstore_advisory_holds(tags, masks, PROJ_MAX_PRIOR_LOCKS, &n);
+	prior_locks.valid = false;
 	nest = NewGUCNestLevel();
 	(void) set_config_option("client_min_messages", "error", PGC_SUSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
@@ -168,9 +213,9 @@ check_advisory_locks(Projection *p, int held_before, LOCKTAG *before_tags,
 	{
 		LOCKMASK	prior = 0;
 
-		for (int k = 0; k < nbefore; k++)
-			if (memcmp(&before_tags[k], &tags[i], sizeof(LOCKTAG)) == 0)
-				prior = before_masks[k];
+		for (int k = 0; k < prior_locks.n; k++)
+			if (memcmp(&prior_locks.tags[k], &tags[i], sizeof(LOCKTAG)) == 0)
+				prior = prior_locks.masks[k];
 		for (LOCKMODE m = 1; m <= MaxLockMode; m++)
 			if ((masks[i] & LOCKBIT_ON(m)) && !(prior & LOCKBIT_ON(m)))
 				while (LockRelease(&tags[i], m, true))
@@ -268,10 +313,6 @@ proj_apply_one(Projection *p, TupleTableSlot *slot, const char *type, int typele
 	ErrorContextCallback errcb;
 	MemoryContext oldcxt;
 	int64		position = DatumGetInt64(slot_getattr(slot, Anum_events_global_position, &isnull));
-	LOCKTAG		prior_tags[PROJ_MAX_PRIOR_LOCKS];
-	LOCKMASK	prior_masks[PROJ_MAX_PRIOR_LOCKS];
-	int			nprior = 0;
-	int			held;
 
 	ac.p = p;
 	ac.position = position;
@@ -302,7 +343,7 @@ proj_apply_one(Projection *p, TupleTableSlot *slot, const char *type, int typele
 					 errhint("Drop the projection with evstore.drop_projection() or recreate what it needs.")));
 
 		/* the appender's advisory locks, to tell the projection's apart */
-		held = evstore_advisory_holds(prior_tags, prior_masks, PROJ_MAX_PRIOR_LOCKS, &nprior);
+		proj_note_prior_locks();
 
 		/*
 		 * As the owner, security-restricted, and with every setting the
@@ -328,7 +369,7 @@ proj_apply_one(Projection *p, TupleTableSlot *slot, const char *type, int typele
 			(void) FunctionCallInvoke(fcinfo);
 		}
 		AtEOXact_GUC(false, nest);
-		check_advisory_locks(p, held, prior_tags, prior_masks, nprior);
+		proj_check_prior_locks(p);
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_CATCH();
@@ -337,6 +378,7 @@ proj_apply_one(Projection *p, TupleTableSlot *slot, const char *type, int typele
 
 		SetUserIdAndSecContext(save_userid, save_sec);
 		proj_dispatch_depth--;
+		prior_locks.valid = false;
 		MemoryContextSwitchTo(TopTransactionContext);
 		edata = CopyErrorData();
 		proj_record_error(p->name, position, edata->message ? edata->message : "unknown error");
