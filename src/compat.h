@@ -21,7 +21,11 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "replication/reorderbuffer.h"
+#include "port/pg_bitutils.h"
+#include "storage/lock.h"
 #include "storage/lockdefs.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/rel.h"
 
@@ -172,5 +176,59 @@ typedef uint8 evstore_b64_byte;
 #else
 typedef char evstore_b64_byte;
 #endif
+
+/*
+ * The advisory locks this backend holds (session or transaction level), read
+ * from its own PROCLOCK lists under their partition locks (other backends
+ * may add to them when they transfer fast-path locks): the number of lock
+ * modes held, and up to max of the locks with their modes in tags/masks.
+ * The lists are SHM_QUEUEs up to 15, dlists from 16 on.
+ */
+static inline int
+evstore_advisory_holds(LOCKTAG *tags, LOCKMASK *masks, int max, int *nfilled)
+{
+	int			held = 0;
+	int			n = 0;
+
+	for (int i = 0; i < NUM_LOCK_PARTITIONS; i++)
+	{
+		LWLock	   *plock = LockHashPartitionLockByIndex(i);
+
+		LWLockAcquire(plock, LW_SHARED);
+#if PG_VERSION_NUM >= 160000
+		{
+			dlist_iter	iter;
+
+			dlist_foreach(iter, &MyProc->myProcLocks[i])
+			{
+				PROCLOCK   *pl = dlist_container(PROCLOCK, procLink, iter.cur);
+#else
+		{
+			SHM_QUEUE  *head = &MyProc->myProcLocks[i];
+			PROCLOCK   *pl;
+
+			for (pl = (PROCLOCK *) SHMQueueNext(head, head, offsetof(PROCLOCK, procLink));
+				 pl != NULL;
+				 pl = (PROCLOCK *) SHMQueueNext(head, &pl->procLink, offsetof(PROCLOCK, procLink)))
+			{
+#endif
+				if (pl->tag.myLock->tag.locktag_type != LOCKTAG_ADVISORY ||
+					pl->holdMask == 0)
+					continue;
+				held += pg_popcount32((uint32) pl->holdMask);
+				if (tags != NULL && n < max)
+				{
+					tags[n] = pl->tag.myLock->tag;
+					masks[n] = pl->holdMask;
+					n++;
+				}
+			}
+		}
+		LWLockRelease(plock);
+	}
+	if (nfilled)
+		*nfilled = n;
+	return held;
+}
 
 #endif							/* EVSTORE_COMPAT_H */

@@ -848,11 +848,14 @@ CREATE TABLE evstore.projections_catalog (
     event_types    text[],
     created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     rebuilt_at     timestamptz,
+    search_path    text,
     CONSTRAINT projections_catalog_pkey PRIMARY KEY (name),
     CONSTRAINT projections_catalog_kind_check CHECK (kind IN ('handler', 'sync'))
 );
 COMMENT ON TABLE evstore.projections_catalog IS
     'Projection definitions; change them only through evstore.create_projection/create_sync_projection/drop_projection';
+COMMENT ON COLUMN evstore.projections_catalog.search_path IS
+    'The creator''s search_path (less pg_temp), captured by create_projection; the projection runs with it, then pg_temp. NULL: created before 0.3.0, runs with pg_catalog, pg_temp';
 SELECT pg_catalog.pg_extension_config_dump('evstore.projections_catalog', '');
 
 -- evstore.projections_catalog_changed() -> trigger
@@ -928,7 +931,8 @@ SELECT c.name, c.kind, c.owner, c.handler, c.reset_function, c.target,
        c.key_column, c.key_source, c.upsert_types, c.delete_types,
        c.column_map, c.categories, c.event_types, c.created_at, c.rebuilt_at,
        COALESCE(s.events_processed, 0) AS events_processed,
-       s.last_position, s.last_error, s.last_error_position, s.last_error_at
+       s.last_position, s.last_error, s.last_error_position, s.last_error_at,
+       c.search_path
   FROM evstore.projections_catalog c
   LEFT JOIN evstore.projection_stats() s ON s.name = c.name;
 COMMENT ON VIEW evstore.projections IS

@@ -95,6 +95,9 @@ typedef struct Projection
 	StrList		event_types;	/* handler filter; sync: upsert types */
 	StrList		delete_types;	/* sync only */
 	char	   *broken;			/* why it cannot run, or NULL */
+	int			broken_code;	/* its SQLSTATE */
+	char	   *search_path;	/* the creator's, captured at creation */
+	char	   *run_path;		/* search_path while it runs: ..., pg_temp */
 
 	/* handler */
 	Oid			handler;
@@ -112,6 +115,7 @@ typedef struct Projection
 	/* sync: prepared on first use; one upsert plan per set of columns */
 	bool		prepared;
 	char	   *qrel;			/* quoted, qualified target name */
+	bool		has_triggers;	/* the target has triggers (owner's code) */
 	int			nshapes;
 	int			next_evict;
 	Bitmapset  *shape_mask[PROJ_MAX_SHAPES];
@@ -145,6 +149,7 @@ typedef struct ProjCache
 	bool		valid;
 	MemoryContext cxt;
 	Oid			catalog_rel;	/* InvalidOid when the table does not exist */
+	Oid			events_rel;		/* its privileges are checked at load */
 	int			n;
 	Projection *projs;
 } ProjCache;
@@ -190,6 +195,8 @@ extern bool proj_parse_key_source(const char *src, bool *is_stream,
 								  int *npath, char ***path);
 extern void proj_relcache_callback(Datum arg, Oid relid);
 extern void proj_syscache_callback(Datum arg, int cacheid, uint32 hashvalue);
+extern char *proj_clean_search_path(const char *path);
+extern char *proj_run_search_path(const char *stored);
 
 /* projections_sync.c */
 extern void proj_sync_prepare(Projection *p, bool keep, MemoryContext cxt);
@@ -200,7 +207,12 @@ extern void proj_apply_sync(Projection *p, TupleTableSlot *slot,
 extern int	proj_dispatch_depth;	/* > 0 while projections run: the cache
 									 * stays in place */
 
+extern bool proj_batch_pinned;	/* the cache is pinned for one append */
+
 extern void evstore_projections_init(void);
+extern void proj_forget_prior_locks(void);
+extern void proj_note_prior_locks(void);
+extern void proj_check_prior_locks(Projection *p);
 extern void proj_apply_one(Projection *p, TupleTableSlot *slot,
 						   const char *type, int typelen, bool rebuild);
 

@@ -22,6 +22,7 @@
 #include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "lib/stringinfo.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -31,6 +32,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/varlena.h"
 
 /* columns of evstore.projections_catalog */
 enum
@@ -50,7 +52,8 @@ enum
 	Anum_pc_event_types,
 	Anum_pc_created_at,
 	Anum_pc_rebuilt_at,
-	Natts_pc = Anum_pc_rebuilt_at
+	Anum_pc_search_path,		/* 0.3.0 */
+	Natts_pc = Anum_pc_search_path
 };
 
 ProjCache	proj_catalog_cache;
@@ -59,7 +62,9 @@ static List *old_plans = NIL;	/* plans of dropped caches, freed when safe */
 void
 proj_relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == proj_catalog_cache.catalog_rel)
+	/* evstore.events too: GRANT and REVOKE on it change who may project */
+	if (relid == InvalidOid || relid == proj_catalog_cache.catalog_rel ||
+		relid == proj_catalog_cache.events_rel)
 		proj_catalog_cache.valid = false;
 	if (relid == proj_catalog_cache.catalog_rel && relid != InvalidOid)
 		return;
@@ -143,6 +148,48 @@ proj_parse_key_source(const char *src, bool *is_stream, int *npath, char ***path
 	return true;
 }
 
+/*
+ * A search_path as a projection stores it: the creator's, without pg_temp
+ * (the appender's temporary objects must not resolve first; pg_temp goes
+ * last when the projection runs, see proj_run_search_path()).
+ */
+char *
+proj_clean_search_path(const char *path)
+{
+	char	   *raw = pstrdup(path);
+	List	   *names;
+	ListCell   *lc;
+	StringInfoData buf;
+
+	if (!SplitIdentifierString(raw, ',', &names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid search_path \"%s\"", path)));
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		const char *n = lfirst(lc);
+
+		if (strcmp(n, "pg_temp") == 0 || strncmp(n, "pg_temp_", 8) == 0)
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, quote_identifier(n));
+	}
+	return buf.data;
+}
+
+/* The search_path a projection runs with: its stored one, then pg_temp. */
+char *
+proj_run_search_path(const char *stored)
+{
+	if (stored == NULL)
+		return "pg_catalog, pg_temp";
+	if (stored[0] == '\0')
+		return "pg_temp";
+	return psprintf("%s, pg_temp", stored);
+}
+
 static char *
 broken_msg(const char *fmt, const char *arg)
 {
@@ -164,9 +211,31 @@ load_row(Projection *p, TupleTableSlot *slot)
 	p->owner = DatumGetObjectId(slot_getattr(slot, Anum_pc_owner, &isnull));
 	d = slot_getattr(slot, Anum_pc_categories, &isnull);
 	proj_strlist_from_array(&p->categories, d, isnull);
+	p->broken_code = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+
+	/* NULL: created before 0.3.0, runs with pg_catalog, pg_temp */
+	isnull = true;
+	if (slot->tts_tupleDescriptor->natts >= Anum_pc_search_path)
+		d = slot_getattr(slot, Anum_pc_search_path, &isnull);
+	p->search_path = isnull ? NULL : TextDatumGetCString(d);
+	p->run_path = proj_run_search_path(p->search_path);
 
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(p->owner)))
 		p->broken = broken_msg("the role that owned projection \"%s\" no longer exists", p->name);
+
+	/*
+	 * The owner's right to see the events, checked at every load: GRANT and
+	 * REVOKE on evstore.events, role memberships and roles invalidate the
+	 * cache.  Without it the projection fails the appends it matches rather
+	 * than skip events silently (docs/operations.md).
+	 */
+	if (p->broken == NULL &&
+		pg_class_aclcheck(proj_catalog_cache.events_rel, p->owner, ACL_SELECT) != ACLCHECK_OK)
+	{
+		p->broken = psprintf("owner of projection \"%s\" may no longer read evstore.events",
+							 p->name);
+		p->broken_code = ERRCODE_INSUFFICIENT_PRIVILEGE;
+	}
 
 	if (!p->is_sync)
 	{
@@ -207,8 +276,11 @@ load_row(Projection *p, TupleTableSlot *slot)
 		if (p->broken == NULL && OidIsValid(p->handler))
 		{
 			if (evstore_proc_aclcheck(p->handler, p->owner, ACL_EXECUTE) != ACLCHECK_OK)
+			{
 				p->broken = psprintf("owner of projection \"%s\" may no longer execute its handler",
 									 p->name);
+				p->broken_code = ERRCODE_INSUFFICIENT_PRIVILEGE;
+			}
 			else
 				fmgr_info_cxt(p->handler, &p->flinfo, proj_catalog_cache.cxt);
 		}
@@ -285,8 +357,10 @@ proj_cache(void)
 	TupleTableSlot *slot;
 	MemoryContext old;
 	int			cap = 8;
+	Oid			save_userid;
+	int			save_sec;
 
-	if (likely(proj_catalog_cache.valid) || proj_dispatch_depth > 0)
+	if (likely(proj_catalog_cache.valid) || proj_dispatch_depth > 0 || proj_batch_pinned)
 		return &proj_catalog_cache;
 
 	free_cache();
@@ -303,6 +377,7 @@ proj_cache(void)
 	cat = evstore_catalog();
 	relid = get_relname_relid("projections_catalog", cat->namespace_oid);
 	proj_catalog_cache.catalog_rel = relid;
+	proj_catalog_cache.events_rel = cat->events_rel;
 	if (!OidIsValid(relid))
 	{
 		/* an older schema version: no projections, look again next time */
@@ -315,6 +390,14 @@ proj_cache(void)
 	proj_catalog_cache.projs = palloc(cap * sizeof(Projection));
 
 	rel = table_open(relid, AccessShareLock);
+
+	/*
+	 * Look the handlers up as the catalog's owner: the appender that loads
+	 * the cache need not have USAGE on the handlers' schemas (the owners'
+	 * rights are checked by name in load_row).
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(rel->rd_rel->relowner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(rel, snap, 0, NULL);
 	slot = table_slot_create(rel, NULL);
@@ -330,6 +413,7 @@ proj_cache(void)
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
 	UnregisterSnapshot(snap);
+	SetUserIdAndSecContext(save_userid, save_sec);
 	table_close(rel, AccessShareLock);
 	qsort(proj_catalog_cache.projs, proj_catalog_cache.n, sizeof(Projection), proj_name_cmp);
 	MemoryContextSwitchTo(old);

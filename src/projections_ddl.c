@@ -22,6 +22,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
@@ -29,6 +30,8 @@
 #include "utils/syscache.h"
 
 #define PROJ_NAME_MAX		(NAMEDATALEN - 1)
+
+static Oid	catalog_relid(void);
 
 static char *
 name_arg(FunctionCallInfo fcinfo)
@@ -84,11 +87,19 @@ types_arg(FunctionCallInfo fcinfo, int argno, const char *what, bool *isnull)
 	return PointerGetDatum(arr);
 }
 
-/* Lock out appends while the projection set changes, see docs. */
+/*
+ * Changes of the projection set are serialized on the catalog table in
+ * SHARE UPDATE EXCLUSIVE mode, which conflicts only with itself (and the
+ * stronger modes): appends take no lock for it and never wait for a
+ * create or drop, nor a create or drop for an append.  An append runs under
+ * the set that was committed when its first event arrived, for all its
+ * events (projections_dispatch.c), so a projection created or dropped
+ * meanwhile applies to all of an append's events or to none.
+ */
 static void
-lock_events_for_ddl(void)
+lock_catalog_for_ddl(void)
 {
-	LockRelationOid(evstore_catalog()->events_rel, ShareLock);
+	LockRelationOid(catalog_relid(), ShareUpdateExclusiveLock);
 }
 
 static Oid
@@ -135,6 +146,17 @@ catalog_exec(const char *sql, int nargs, Oid *types, Datum *values, char *nulls)
 	SetUserIdAndSecContext(save_userid, save_sec);
 	CacheInvalidateRelcacheByRelid(relid);
 	return (int) processed;
+}
+
+/*
+ * The creator's search_path, as SET search_path FROM CURRENT takes it, less
+ * pg_temp: names in the projection resolve as they would for its creator,
+ * whoever appends.
+ */
+static char *
+creator_search_path(void)
+{
+	return proj_clean_search_path(GetConfigOption("search_path", false, false));
 }
 
 static void
@@ -200,9 +222,9 @@ evstore_create_projection(PG_FUNCTION_ARGS)
 {
 	char	   *name = name_arg(fcinfo);
 	Oid			handler;
-	Oid			types[7] = {TEXTOID, TEXTOID, REGROLEOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', 'n', ' ', ' '};
+	Oid			types[8] = {TEXTOID, TEXTOID, REGROLEOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', 'n', ' ', ' ', ' '};
 	bool		isnull;
 
 	if (PG_ARGISNULL(1))
@@ -231,12 +253,13 @@ evstore_create_projection(PG_FUNCTION_ARGS)
 	nulls[5] = isnull ? 'n' : ' ';
 	values[6] = types_arg(fcinfo, 3, "event_types", &isnull);
 	nulls[6] = isnull ? 'n' : ' ';
+	values[7] = CStringGetTextDatum(creator_search_path());
 
-	lock_events_for_ddl();
+	lock_catalog_for_ddl();
 	check_new_name(name);
 	catalog_exec("INSERT INTO evstore.projections_catalog "
-				 "(name, kind, owner, handler, reset_function, categories, event_types) "
-				 "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types, values, nulls);
+				 "(name, kind, owner, handler, reset_function, categories, event_types, search_path) "
+				 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, types, values, nulls);
 	proj_reset_slot(name);
 	PG_RETURN_VOID();
 }
@@ -250,10 +273,10 @@ evstore_create_sync_projection(PG_FUNCTION_ARGS)
 	char	   *name = name_arg(fcinfo);
 	Projection	p;
 	char	   *key_source;
-	Oid			types[10] = {TEXTOID, TEXTOID, REGROLEOID, REGCLASSOID, NAMEOID, TEXTOID,
-	TEXTARRAYOID, TEXTARRAYOID, JSONBOID, TEXTARRAYOID};
-	Datum		values[10];
-	char		nulls[10];
+	Oid			types[11] = {TEXTOID, TEXTOID, REGROLEOID, REGCLASSOID, NAMEOID, TEXTOID,
+	TEXTARRAYOID, TEXTARRAYOID, JSONBOID, TEXTARRAYOID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11];
 	bool		isnull;
 	Oid			target;
 	AclMode		need = ACL_SELECT | ACL_INSERT | ACL_UPDATE;
@@ -336,14 +359,15 @@ evstore_create_sync_projection(PG_FUNCTION_ARGS)
 	values[3] = ObjectIdGetDatum(target);
 	values[4] = PG_GETARG_DATUM(2);
 	values[5] = CStringGetTextDatum(key_source);
-	nulls[0] = nulls[1] = nulls[2] = nulls[3] = nulls[4] = nulls[5] = ' ';
+	values[10] = CStringGetTextDatum(creator_search_path());
+	nulls[0] = nulls[1] = nulls[2] = nulls[3] = nulls[4] = nulls[5] = nulls[10] = ' ';
 
-	lock_events_for_ddl();
+	lock_catalog_for_ddl();
 	check_new_name(name);
 	catalog_exec("INSERT INTO evstore.projections_catalog "
 				 "(name, kind, owner, target, key_column, key_source, upsert_types, "
-				 "delete_types, column_map, categories) "
-				 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10, types, values, nulls);
+				 "delete_types, column_map, categories, search_path) "
+				 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", 11, types, values, nulls);
 	proj_reset_slot(name);
 	PG_RETURN_VOID();
 }
@@ -394,7 +418,7 @@ evstore_drop_projection(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("projections cannot be changed from inside a projection")));
-	lock_events_for_ddl();
+	lock_catalog_for_ddl();
 	if (lock_projection(name, if_exists) == NULL)
 	{
 		ereport(NOTICE,
@@ -414,45 +438,70 @@ reset_target(Projection *p)
 {
 	Oid			save_userid;
 	int			save_sec;
+	int			nest;
 
+	/*
+	 * As the owner and security-restricted, with its settings rolled back,
+	 * as the projection itself runs: whoever rebuilds (a superuser member of
+	 * the owner role) must not have their session changed by it.
+	 */
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(p->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (p->is_sync)
+	SetUserIdAndSecContext(p->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", p->run_path, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* as inside a projection: no appends, no session-level state */
+	proj_dispatch_depth++;
+	proj_forget_prior_locks();
+	proj_note_prior_locks();
+	PG_TRY();
 	{
-		char	   *qrel;
-		bool		can_truncate = pg_class_aclcheck(p->target, p->owner, ACL_TRUNCATE) == ACLCHECK_OK;
-
-		if (!can_truncate &&
-			pg_class_aclcheck(p->target, p->owner, ACL_DELETE) != ACLCHECK_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to rebuild projection \"%s\"", p->name),
-					 errdetail("Rebuilding empties table \"%s\" first, so the projection's owner needs TRUNCATE or DELETE on it.",
-							   get_rel_name(p->target))));
-
-		qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(p->target)),
-										  get_rel_name(p->target));
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "evstore: SPI_connect failed");
-		SPI_execute(psprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", qrel), false, 0);
-		SPI_execute(psprintf(can_truncate ? "TRUNCATE %s" : "DELETE FROM %s", qrel), false, 0);
-		SPI_finish();
-	}
-	else if (OidIsValid(p->reset_fn))
-	{
-		if (evstore_proc_aclcheck(p->reset_fn, p->owner, ACL_EXECUTE) != ACLCHECK_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied for function %s", format_procedure(p->reset_fn))));
+		if (p->is_sync)
 		{
-			FmgrInfo	fl;
-			LOCAL_FCINFO(fc, 0);
+			char	   *qrel;
+			bool		can_truncate = pg_class_aclcheck(p->target, p->owner, ACL_TRUNCATE) == ACLCHECK_OK;
 
-			fmgr_info(p->reset_fn, &fl);
-			InitFunctionCallInfoData(*fc, &fl, 0, InvalidOid, NULL, NULL);
-			(void) FunctionCallInvoke(fc);	/* the result, NULL or not, is ignored */
+			if (!can_truncate &&
+				pg_class_aclcheck(p->target, p->owner, ACL_DELETE) != ACLCHECK_OK)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("permission denied to rebuild projection \"%s\"", p->name),
+						 errdetail("Rebuilding empties table \"%s\" first, so the projection's owner needs TRUNCATE or DELETE on it.",
+								   get_rel_name(p->target))));
+
+			qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(p->target)),
+											  get_rel_name(p->target));
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "evstore: SPI_connect failed");
+			SPI_execute(psprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", qrel), false, 0);
+			SPI_execute(psprintf(can_truncate ? "TRUNCATE %s" : "DELETE FROM %s", qrel), false, 0);
+			SPI_finish();
+		}
+		else if (OidIsValid(p->reset_fn))
+		{
+			if (evstore_proc_aclcheck(p->reset_fn, p->owner, ACL_EXECUTE) != ACLCHECK_OK)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("permission denied for function %s", format_procedure(p->reset_fn))));
+			{
+				FmgrInfo	fl;
+				LOCAL_FCINFO(fc, 0);
+
+				fmgr_info(p->reset_fn, &fl);
+				InitFunctionCallInfoData(*fc, &fl, 0, InvalidOid, NULL, NULL);
+				(void) FunctionCallInvoke(fc);	/* the result, NULL or not, is ignored */
+			}
 		}
 	}
+	PG_FINALLY();
+	{
+		proj_dispatch_depth = Max(proj_dispatch_depth - 1, 0);
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(false, nest);
+	proj_check_prior_locks(p);
+	proj_forget_prior_locks();
 	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
@@ -519,6 +568,7 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 
 	/* keep the cache (and p) in place while replaying */
 	proj_dispatch_depth++;
+	proj_forget_prior_locks();
 	PG_TRY();
 	{
 		while (index_getnext_slot(scan, ForwardScanDirection, slot))

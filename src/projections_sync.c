@@ -193,6 +193,7 @@ proj_sync_prepare(Projection *p, bool keep, MemoryContext cxt)
 	MemoryContext old;
 
 	rel = table_open(p->target, AccessShareLock);
+	p->has_triggers = rel->trigdesc != NULL;
 	td = RelationGetDescr(rel);
 	if (rel->rd_rel->relkind != RELKIND_RELATION &&
 		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
@@ -552,6 +553,15 @@ proj_apply_sync(Projection *p, TupleTableSlot *slot, const char *type, int typel
 		}
 
 		/*
+		 * The target's triggers are the owner's code: they resolve names
+		 * with the creator's search_path (rolled back with every other
+		 * setting by proj_apply_one()).
+		 */
+		if (p->has_triggers)
+			(void) set_config_option("search_path", p->run_path, PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+
+		/*
 		 * The direct upsert, when the owner may INSERT, UPDATE and SELECT
 		 * the whole table (checked per event: role memberships change
 		 * without invalidating the table).  Otherwise the SPI plan raises
@@ -570,6 +580,13 @@ proj_apply_sync(Projection *p, TupleTableSlot *slot, const char *type, int typel
 	else
 		plan = p->delete_plan;
 
+	/*
+	 * The plans name everything qualified; the creator's search_path is for
+	 * what they run (triggers and defaults of the target), rolled back by
+	 * proj_apply_one() with every other setting.
+	 */
+	(void) set_config_option("search_path", p->run_path, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "evstore: SPI_connect failed");
 	rc = SPI_execute_plan(plan, p->values, p->nulls, false, 0);
