@@ -57,6 +57,7 @@ class Publisher:
         self.pending = []               # events of the open transaction
         self.confirmed = 0
         self.transactions = 0
+        self.duplicates = 0             # events received again, not republished
         if out_path and os.path.exists(out_path):
             with open(out_path) as f:
                 for line in f:
@@ -82,6 +83,8 @@ class Publisher:
         elif kind is None:              # an event
             if record["global_position"] not in self.published:
                 self.pending.append(record)
+            else:
+                self.duplicates += 1
         elif kind == "commit":
             lines = [json.dumps(e, sort_keys=True) for e in self.pending]
             if lines:
