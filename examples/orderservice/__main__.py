@@ -49,12 +49,17 @@ def main(argv=None):
             w = subscriber.Worker(conn, consumer=args.consumer)
             try:
                 w.run(idle_exit=args.once)
+            except KeyboardInterrupt:
+                pass
             finally:
                 w.release()
                 print("handled %d, skipped %d" % (w.handled, w.skipped))
         return
     if args.cmd == "publish":
-        publisher.Publisher(dsn, out_path=args.out).run()
+        try:
+            publisher.Publisher(dsn, out_path=args.out).run()
+        except KeyboardInterrupt:
+            pass                        # everything written is confirmed or resent
         return
 
     with store.connect(dsn) as conn:
