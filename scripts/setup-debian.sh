@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PKGS=(make gcc postgresql-15 postgresql-server-dev-15 postgresql-contrib
-      libssl-dev uuid-dev libipc-run-perl postgresql-15-wal2json)
+      libssl-dev uuid-dev libipc-run-perl postgresql-15-wal2json
+      python3-psycopg python3-psycopg2)
 
 missing=()
 for p in "${PKGS[@]}"; do

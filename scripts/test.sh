@@ -5,7 +5,7 @@
 # exits non-zero on any failure.
 #
 #   ./scripts/test.sh            # everything
-#   SUITES="regress" ./scripts/test.sh   # only some of: regress isolation tap
+#   SUITES="regress" ./scripts/test.sh   # only some of: regress isolation tap examples demo
 #   KEEP_WORK=1 ./scripts/test.sh        # keep the build copy (results/ etc.)
 #   PG_CONFIG=/opt/pg17/bin/pg_config ./scripts/test.sh   # another PostgreSQL
 #                                        # (or PG_BIN=/opt/pg17/bin); default:
@@ -17,7 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-SUITES=${SUITES:-"regress isolation tap"}
+SUITES=${SUITES:-"regress isolation tap examples demo"}
 
 bash "$here/scripts/setup-debian.sh" || { echo "0 passed, 1 failed"; exit 1; }
 if [ -n "${PG_BIN:-}" ] && [ -z "${PG_CONFIG:-}" ]; then PG_CONFIG=$PG_BIN/pg_config; fi
@@ -37,7 +37,8 @@ cp -a "$here"/. "$work"/
 rm -rf "$work"/.git
 # output_plugin_libraries exists only in releases with the CVE-2026-6471
 # fix; a server without it refuses to start on an unknown setting
-if ! "$PG_BIN/postgres" --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+# (no grep -q: under pipefail its early exit can fail the pipeline with SIGPIPE)
+if ! "$PG_BIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null; then
     sed -i '/^output_plugin_libraries/d' "$work/test/evstore.conf"
     echo "this server has no output_plugin_libraries: left out of test/evstore.conf"
 fi
@@ -63,12 +64,90 @@ count_pg_regress() {   # counts passed/failed tests of pg_regress output:
     passed=$((passed + ok)); failed=$((failed + fail))
 }
 
+# suite "demo": scripts/demo.sh runs against the evstore just installed, and
+# each step of its walkthrough is checked in its output (one test per step)
+demo_check() {   # demo_check NAME EXTENDED-REGEX...: every regex in demo.log
+    local name=$1 re; shift
+    for re in "$@"; do
+        if ! grep -qE -- "$re" demo.log; then
+            echo "not ok - demo: $name (missing: $re)"; failed=$((failed + 1)); status=1; return
+        fi
+    done
+    echo "ok - demo: $name"; passed=$((passed + 1))
+}
+run_demo() {
+    EVSTORE_INSTALLED=1 DEMO_PORT=5496 bash ./scripts/demo.sh > demo.log 2>&1
+    local rc=$?
+    cat demo.log
+    echo "--- demo checks"
+    demo_check "setup: projection, subscription, feed slot" \
+        '^ lead_search \| handler \| public\.project_lead' '^ lead-mailer +\| +0 \| \{lead\}' '^ lead_feed +\| evstore +\| logical'
+    demo_check "appends with expected versions and a conflict (ES001)" \
+        'wrong expected version for stream "lead-12": expected 2, actual 3' '=> SQLSTATE ES001' \
+        '^ +4 \| +5$' '^ lead-12 \| +6$'
+    demo_check "idempotent retry returns the original result" \
+        '^ +5 \| +6$' "order-submitted events stored" '^ +1$'
+    [ "$(grep -cE '^ +5 \| +6$' demo.log)" -eq 2 ] || { echo "not ok - demo: retry printed the original result twice"; failed=$((failed + 1)); status=1; }
+    demo_check "time travel: as of version 3, as of a position" \
+        '^ +0 \| 555-2951$' '^ +3 \| 555-8101$' '^ +3 \| contact-details-updated$' '^ lead-12 +\| +2 \| +3$'
+    demo_check "read model kept by the projection" \
+        '^   LastNames: \{David,Davis\}$' '^   PhoneNumbers: \{555-2951,555-8101\}$' '^   Status: converted$' '^   Version: 6$'
+    demo_check "read model rolled back with the append" \
+        '^ disqualified +\| +7$' '^ converted +\| +6 \| +6$'
+    demo_check "log feed through pg_recvlogical" \
+        '^   pos 1 +lead-12 +v0 lead-initialized' '^   pos 7 +lead-12 +v6 payment-confirmed' \
+        'the rolled-back lead-disqualified is in the feed: no' '^   7 lines;'
+    [ "$(grep -cE '^   pos [0-9]+ ' demo.log)" -eq 7 ] || { echo "not ok - demo: the feed has exactly 7 events"; failed=$((failed + 1)); status=1; }
+    demo_check "subscription consumer with mark_processed" \
+        '^ +7 \| +7 \| +0 \| +7$' '^ +7 \| +0 \| +7 \| +7$' '^ +7 \| +7$' '^ lead-mailer \| +0 \| +7 \| +0 \| mailer-1$'
+    demo_check "personal data protected, then forgotten" \
+        'stored first-name' '\{"\$evstore_enc": "' '"first-name": "Casey", "phone-number": "555-8101"' \
+        '"first-name": "\[erased\]"' '^ t +\| +7 \| t$' '=> SQLSTATE ES801' '^ lead-12 \| \{\} +\| \{\} +\| \{\} '
+    demo_check "append-only" '=> SQLSTATE 42501'
+    if [ $rc -eq 0 ] && grep -q '^demo finished' demo.log; then
+        echo "ok - demo: exit code 0"; passed=$((passed + 1))
+    else
+        echo "not ok - demo: exit code $rc"; failed=$((failed + 1)); status=1
+    fi
+}
+
+# suite "examples": the Python example application's unittest suite against
+# a throwaway server (port 5497) started here as the postgres user
+run_examples() {
+    local d=$work/examples-server rc ran f e
+    mkdir -p "$d" && chown postgres:postgres "$d"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$d/data" -A trust >/dev/null
+    { cat test/evstore.conf
+      echo "port = 5497"; echo "listen_addresses = ''"; echo "unix_socket_directories = '$d'"
+      echo "max_connections = 40"; } >> "$d/data/postgresql.conf"
+    if ! runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$d/data" -l "$d/log" -w start >/dev/null; then
+        cat "$d/log"; failed=$((failed + 1)); status=1; return
+    fi
+    runuser -u postgres -- "$PG_BIN/psql" -X -q -h "$d" -p 5497 -d postgres -c 'CREATE DATABASE examples' >/dev/null
+    (cd examples && runuser -u postgres -- env PYTHONDONTWRITEBYTECODE=1 \
+        EVSTORE_DSN="host=$d port=5497 dbname=examples user=postgres" \
+        /usr/bin/python3 -m unittest discover -s tests -t . -v) > examples.log 2>&1
+    rc=$?
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null
+    cat examples.log
+    ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\} in .*/\1/p' examples.log | tail -1)
+    f=$(sed -n 's/^FAILED (.*failures=\([0-9]*\).*/\1/p' examples.log | tail -1)
+    e=$(sed -n 's/^FAILED (.*errors=\([0-9]*\).*/\1/p' examples.log | tail -1)
+    ran=${ran:-0}; f=${f:-0}; e=${e:-0}
+    passed=$((passed + ran - f - e)); failed=$((failed + f + e))
+    if [ $rc -ne 0 ] || [ "$ran" -eq 0 ]; then
+        status=1; [ $((f + e)) -eq 0 ] && failed=$((failed + 1))
+    fi
+}
+
 for suite in $SUITES; do
     echo "=== $suite"
     case $suite in
         regress)   target=test-regress ;;
         isolation) target=test-isolation ;;
         tap)       target=test-tap ;;
+        demo)      run_demo; continue ;;
+        examples)  run_examples; continue ;;
         *) echo "unknown suite $suite"; exit 2 ;;
     esac
     runuser -u postgres -- make -s PG_CONFIG="$PG_CONFIG" "$target" > "$suite.log" 2>&1
