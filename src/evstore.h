@@ -14,6 +14,7 @@
 #include "fmgr.h"
 #include "access/skey.h"
 #include "nodes/execnodes.h"
+#include "nodes/parsenodes.h"
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -86,6 +87,16 @@ typedef struct EvstoreCatalog
 /* catalog.c */
 extern const EvstoreCatalog *evstore_catalog(void);
 extern void evstore_catalog_init(void);
+
+/* ddl_guard.c */
+extern void evstore_ddl_guard_init(void);
+extern void evstore_ddl_guard_check(Node *parsetree);
+extern bool evstore_own_script_running(void);
+extern bool evstore_relation_is_guarded(Oid relid);
+
+/* guard.c */
+extern void evstore_guard_init(void);
+extern void evstore_guard_copy_from(CopyStmt *stmt);
 
 /* append.c */
 typedef struct EvstoreNewEvent
