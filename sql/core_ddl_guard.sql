@@ -53,6 +53,12 @@ CREATE INDEX ON evstore.events ((data->>'v'));
 CREATE UNIQUE INDEX ON evstore.streams (category);
 DROP INDEX evstore.events_category_position_idx;
 ALTER INDEX evstore.events_pkey RENAME TO p;
+-- DEPENDS ON EXTENSION would let dropping that extension drop the object
+CREATE EXTENSION pg_freespacemap;
+ALTER INDEX evstore.events_pkey DEPENDS ON EXTENSION pg_freespacemap;
+ALTER TRIGGER events_append_only ON evstore.events DEPENDS ON EXTENSION pg_freespacemap;
+ALTER FUNCTION evstore.guard_append_only() DEPENDS ON EXTENSION pg_freespacemap;
+DROP EXTENSION pg_freespacemap;
 DROP TRIGGER events_append_only ON evstore.events;
 ALTER TABLE evstore.events DISABLE TRIGGER events_append_only;
 CREATE TABLE child () INHERITS (evstore.events);

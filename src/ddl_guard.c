@@ -331,6 +331,17 @@ evstore_ddl_guard_check(Node *parsetree)
 					check_object(parsetree, stmt->objectType, stmt->object);
 				break;
 			}
+		case T_AlterObjectDependsStmt:
+			{
+				/* DEPENDS ON EXTENSION x: dropping x would drop the object */
+				AlterObjectDependsStmt *stmt = (AlterObjectDependsStmt *) parsetree;
+
+				if (stmt->relation)
+					check_rel(parsetree, rangevar_relid(stmt->relation));
+				else
+					check_object(parsetree, stmt->objectType, stmt->object);
+				break;
+			}
 		case T_AlterFunctionStmt:
 			{
 				AlterFunctionStmt *stmt = (AlterFunctionStmt *) parsetree;
