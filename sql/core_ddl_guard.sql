@@ -192,13 +192,13 @@ COPY evstore.events FROM stdin;
 COPY evstore.streams FROM stdin;
 order-1	order	0	0	2020-01-01 00:00:00+00	2020-01-01 00:00:00+00	\N	f
 \.
-SELECT setval('evstore.global_position_seq', 1);
+SELECT count(*) FROM evstore.events;
 -- a second COPY into a table that now holds rows is refused
 COPY evstore.events FROM stdin;
 2	order-1	1	0190d2c7-3e1a-7000-8000-000000000002	Forged	{}	\N	2020-01-01 00:00:00+00	order	7
 \.
 \echo :LAST_ERROR_SQLSTATE
-SELECT stream_version, global_position FROM evstore.append_event('order-1', 'Shipped', '{}');
+SELECT count(*) FROM evstore.events;
 -- an empty store drops simply
 SET evstore.allow_drop_with_events = on;
 SET client_min_messages = warning;
