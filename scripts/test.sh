@@ -44,7 +44,16 @@ if ! "$PG_BIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_lib
 fi
 chown -R postgres:postgres "$work"
 # KEEP_WORK=1 keeps the copy (results/, output_iso/, tmp_check/) for inspection
-if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir: $work"; else trap 'rm -rf "$work"' EXIT; fi
+if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir: $work"; fi
+# A second extension, for the tests only (t/006_core_other_extension.pl):
+# installed for this run (under the lock) and removed at exit.
+ext_dir=$("$PG_CONFIG" --sharedir)/extension
+other_ext="evstore_test_other.control evstore_test_other--1.0.sql"
+cleanup() {
+    for f in $other_ext; do rm -f "$ext_dir/$f"; done
+    if [ "${KEEP_WORK:-0}" != 1 ]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
 
 cd "$work"
 make -s clean >/dev/null 2>&1 || true
@@ -53,6 +62,7 @@ if [ ! -f evstore.so ]; then
     cat build.log; echo "0 passed, 1 failed"; exit 1
 fi
 make -s install PG_CONFIG="$PG_CONFIG" >/dev/null || { echo "install failed"; echo "0 passed, 1 failed"; exit 1; }
+for f in $other_ext; do install -m 644 "test/extension/$f" "$ext_dir/$f"; done
 
 passed=0; failed=0; status=0
 count_pg_regress() {   # counts passed/failed tests of pg_regress output:

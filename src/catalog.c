@@ -4,6 +4,11 @@
  *	  Per-backend cache of the OIDs of evstore's tables, indexes and
  *	  sequence, so the hot paths never look objects up by name.
  *
+ * When the cache is loaded, evstore.events and evstore.streams are checked to
+ * have exactly the columns the C code reads and writes by number (names,
+ * types, order, NOT NULL, no dropped columns) and to be permanent tables;
+ * otherwise nothing works until the store is restored.
+ *
  * The cache is dropped whenever a relcache invalidation names one of the
  * cached relations (or everything), which covers DROP/CREATE EXTENSION,
  * ALTER TABLE and REINDEX.
@@ -19,10 +24,14 @@
 #include "evstore.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 static EvstoreCatalog cache;
 static bool callback_registered = false;
@@ -72,6 +81,107 @@ lookup_rel(const char *name, Oid nsp)
 	return relid;
 }
 
+/* The shape the C code expects (evstore.h's Anum_events_* / Anum_streams_*). */
+typedef struct ExpectedColumn
+{
+	const char *name;
+	Oid			type;
+	bool		notnull;
+} ExpectedColumn;
+
+static const ExpectedColumn events_shape[Natts_events] = {
+	{"global_position", INT8OID, true},
+	{"stream_id", TEXTOID, true},
+	{"stream_version", INT8OID, true},
+	{"event_id", UUIDOID, true},
+	{"event_type", TEXTOID, true},
+	{"data", JSONBOID, true},
+	{"metadata", JSONBOID, false},
+	{"recorded_at", TIMESTAMPTZOID, true},
+	{"category", TEXTOID, true},
+	{"stream_bucket", INT2OID, true},
+};
+
+static const ExpectedColumn streams_shape[Natts_streams] = {
+	{"stream_id", TEXTOID, true},
+	{"category", TEXTOID, true},
+	{"version", INT8OID, true},
+	{"first_version", INT8OID, true},
+	{"created_at", TIMESTAMPTZOID, true},
+	{"updated_at", TIMESTAMPTZOID, true},
+	{"deleted_at", TIMESTAMPTZOID, false},
+	{"tombstoned", BOOLOID, true},
+};
+
+static void
+shape_error(const char *relname, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("evstore.%s does not have the shape evstore expects", relname),
+			 errdetail("%s", detail),
+			 errhint("The table was changed outside evstore's scripts. Restore the database from a backup taken before the change.")));
+}
+
+/* relkind and persistence of one of evstore's relations */
+static void
+verify_relation(Oid relid, const char *relname, char relkind, int natts)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Form_pg_class cls;
+	char		kind;
+	char		persistence;
+	int			relnatts;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	cls = (Form_pg_class) GETSTRUCT(tup);
+	kind = cls->relkind;
+	persistence = cls->relpersistence;
+	relnatts = cls->relnatts;
+	ReleaseSysCache(tup);
+
+	if (kind != relkind)
+		shape_error(relname, "It is not of the kind evstore created.");
+	if (persistence != RELPERSISTENCE_PERMANENT)
+		shape_error(relname, "It is not a permanent (logged) relation, so a crash would lose its contents.");
+	if (natts >= 0 && relnatts != natts)
+		shape_error(relname, psprintf("It has %d columns (dropped ones included); evstore expects %d.",
+									  relnatts, natts));
+}
+
+static void
+verify_columns(Oid relid, const char *relname, const ExpectedColumn *cols, int ncols)
+{
+	for (int i = 0; i < ncols; i++)
+	{
+		HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid),
+										  Int16GetDatum(i + 1));
+		Form_pg_attribute att;
+		bool		ok;
+		char	   *name;
+		Oid			type;
+
+		if (!HeapTupleIsValid(tup))
+			shape_error(relname, psprintf("Column %d is missing.", i + 1));
+		att = (Form_pg_attribute) GETSTRUCT(tup);
+		ok = !att->attisdropped &&
+			strcmp(NameStr(att->attname), cols[i].name) == 0 &&
+			att->atttypid == cols[i].type &&
+			att->attnotnull == cols[i].notnull;
+		name = pstrdup(NameStr(att->attname));
+		type = att->atttypid;
+		ReleaseSysCache(tup);
+		if (!ok)
+			shape_error(relname,
+						psprintf("Column %d is \"%s\" of type %s; evstore expects \"%s\" of type %s%s.",
+								 i + 1, name,
+								 OidIsValid(type) ? format_type_be(type) : "(dropped)",
+								 cols[i].name, format_type_be(cols[i].type),
+								 cols[i].notnull ? " NOT NULL" : ""));
+	}
+}
+
 /*
  * Have func called on every relcache invalidation this backend receives,
  * from evstore's one relcache callback.
@@ -119,6 +229,12 @@ evstore_catalog(void)
 	cache.streams_pkey = lookup_rel("streams_pkey", nsp);
 	cache.position_seq = lookup_rel("global_position_seq", nsp);
 	cache.events_type = get_rel_type_id(cache.events_rel);
+
+	verify_relation(cache.events_rel, "events", RELKIND_RELATION, Natts_events);
+	verify_columns(cache.events_rel, "events", events_shape, Natts_events);
+	verify_relation(cache.streams_rel, "streams", RELKIND_RELATION, Natts_streams);
+	verify_columns(cache.streams_rel, "streams", streams_shape, Natts_streams);
+	verify_relation(cache.position_seq, "global_position_seq", RELKIND_SEQUENCE, -1);
 	cache.valid = true;
 	return &cache;
 }

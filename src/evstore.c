@@ -13,7 +13,8 @@
  *	  read.c         read_stream / stream_version / read_all
  *	  lifecycle.c    delete_stream / tombstone_stream
  *	  wakeup.c       consumers' wake-up after appends (NOTIFY), on a core hook
- *	  guard.c        append-only triggers
+ *	  guard.c        append-only triggers, direct INSERT and COPY refused
+ *	  ddl_guard.c    DDL on evstore's objects refused, DROP with events
  *	  util.c         category, hashing, UUIDv7, argument helpers
  *	  compat.h       every difference between PostgreSQL majors
  *
@@ -58,6 +59,8 @@ void
 _PG_init(void)
 {
 	evstore_catalog_init();
+	evstore_guard_init();
+	evstore_ddl_guard_init();
 	evstore_shmem_init();
 	evstore_fence_init();
 	evstore_append_init();

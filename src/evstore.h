@@ -14,6 +14,7 @@
 #include "fmgr.h"
 #include "access/skey.h"
 #include "nodes/execnodes.h"
+#include "nodes/parsenodes.h"
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -91,6 +92,16 @@ extern const EvstoreCatalog *evstore_catalog(void);
 extern void evstore_catalog_init(void);
 /* evstore's one relcache callback calls func too (see catalog.c) */
 extern void evstore_register_relcache_callback(RelcacheCallbackFunction func);
+
+/* ddl_guard.c */
+extern void evstore_ddl_guard_init(void);
+extern void evstore_ddl_guard_check(Node *parsetree);
+extern bool evstore_own_script_running(void);
+extern bool evstore_relation_is_guarded(Oid relid);
+
+/* guard.c */
+extern void evstore_guard_init(void);
+extern void evstore_guard_copy_from(CopyStmt *stmt);
 
 /* append.c */
 typedef struct EvstoreNewEvent

@@ -109,6 +109,11 @@ CREATE TRIGGER streams_append_only
     FOR EACH STATEMENT EXECUTE FUNCTION evstore.guard_append_only();
 ALTER TABLE evstore.streams ENABLE ALWAYS TRIGGER streams_append_only;
 
+-- DDL on evstore's objects is refused before it runs by a ProcessUtility
+-- hook (src/ddl_guard.c); this event trigger is the second line for a
+-- backend that had not loaded evstore yet, and checks that the guard
+-- triggers stay enabled ALWAYS, that there are no rules and that the
+-- sequence has CACHE 1 NO CYCLE.
 -- evstore.guard_ddl() -> event_trigger
 CREATE FUNCTION evstore.guard_ddl() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'evstore_guard_ddl';

@@ -5,23 +5,172 @@
  *
  * Statement-level BEFORE triggers on evstore.events and evstore.streams
  * refuse UPDATE, DELETE and TRUNCATE for every role.  They are enabled
- * ALWAYS, so session_replication_role cannot switch them off, and an event
- * trigger refuses DDL that would disable or drop them or add rules.
- * evstore's own C code writes through the table AM and never fires them.
+ * ALWAYS, so session_replication_role cannot switch them off, and DDL that
+ * would disable or drop them is refused (ddl_guard.c, and the
+ * evstore_guard_ddl event trigger here).
+ *
+ * Direct INSERT (or MERGE) into either table is refused by an ExecutorStart
+ * hook, for every role: it would bypass versions, the streams row, category
+ * and bucket, and the fence.  evstore's own C code writes through the table
+ * AM and runs no plan.  COPY FROM, which runs no plan either, is how
+ * pg_restore fills the tables: it is allowed only into an empty table.
  *
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
 
 #include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_sequence.h"
 #include "catalog/pg_trigger.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "parser/parsetree.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
+
+static ExecutorStart_hook_type prev_executor_start = NULL;
+
+/* The refusal of a direct write, from the triggers and the executor hook. */
+static void
+refuse_write(const char *op, const char *relname)
+{
+	bool		is_events = strcmp(relname, "events") == 0;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s on evstore.%s is not allowed", op, relname),
+			 is_events ?
+			 errdetail("The event store is append-only for every role, the owner included.") :
+			 errdetail("evstore.%s is maintained by evstore's own functions.", relname),
+			 is_events ?
+			 errhint("Append a compensating event, or retire the stream with evstore.delete_stream().") :
+			 errhint("Use evstore.append_event(), evstore.delete_stream() or evstore.tombstone_stream().")));
+}
+
+/* "events" or "streams" when relid is one of them, else NULL */
+static const char *
+written_table(Oid relid, Oid nsp)
+{
+	char	   *name;
+
+	if (!OidIsValid(relid) || get_rel_namespace(relid) != nsp)
+		return NULL;
+	name = get_rel_name(relid);
+	if (name && (strcmp(name, "events") == 0 || strcmp(name, "streams") == 0) &&
+		get_rel_relkind(relid) == RELKIND_RELATION)
+		return name;
+	return NULL;
+}
+
+/*
+ * ExecutorStart hook: a plan that writes into evstore.events or
+ * evstore.streams (INSERT, MERGE, UPDATE, DELETE, also inside WITH) is
+ * refused, after the executor checked the permissions.
+ */
+static void
+guard_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	PlannedStmt *ps = queryDesc->plannedstmt;
+
+	if (prev_executor_start)
+		prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+
+	if (ps->resultRelations != NIL && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	{
+		Oid			nsp = get_namespace_oid("evstore", true);
+		ListCell   *lc;
+
+		if (!OidIsValid(nsp))
+			return;
+		foreach(lc, ps->resultRelations)
+		{
+			RangeTblEntry *rte = rt_fetch(lfirst_int(lc), ps->rtable);
+			const char *name = written_table(rte->relid, nsp);
+			const char *op;
+
+			if (name == NULL)
+				continue;
+			if (ps->hasModifyingCTE)
+				op = "a data-modifying WITH";
+			else if (ps->commandType == CMD_UPDATE)
+				op = "UPDATE";
+			else if (ps->commandType == CMD_DELETE)
+				op = "DELETE";
+			else if (ps->commandType == CMD_MERGE)
+				op = "MERGE";
+			else
+				op = "INSERT";
+			refuse_write(op, name);
+		}
+	}
+}
+
+/*
+ * COPY FROM into evstore.events or evstore.streams (from the ProcessUtility
+ * hook, ddl_guard.c): a restore fills an empty table, so the table must be
+ * empty.  An exclusive lock (appends wait) makes the check hold until the
+ * transaction ends.
+ */
+void
+evstore_guard_copy_from(CopyStmt *stmt)
+{
+	Oid			nsp;
+	Oid			relid;
+	const char *name;
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		has_rows;
+
+	if (!stmt->is_from || stmt->relation == NULL)
+		return;
+	nsp = get_namespace_oid("evstore", true);
+	if (!OidIsValid(nsp))
+		return;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	name = written_table(relid, nsp);
+	if (name == NULL)
+		return;
+	/* without the right to insert, COPY itself reports it: take no lock */
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		return;
+
+	LockRelationOid(relid, ExclusiveLock);
+	rel = table_open(relid, NoLock);
+	slot = table_slot_create(rel, NULL);
+	scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);
+	has_rows = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+
+	if (has_rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("COPY into evstore.%s is allowed only while it is empty", name),
+				 errdetail("COPY restores a dump into a fresh store; into a store that holds rows it would bypass versions, positions and the fence."),
+				 errhint("Restore into a new database (pg_restore creates the extension), and append new events with evstore.append_event().")));
+}
+
+/* Called from _PG_init. */
+void
+evstore_guard_init(void)
+{
+	prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = guard_executor_start;
+}
 
 PG_FUNCTION_INFO_V1(evstore_guard_append_only);
 
@@ -31,8 +180,6 @@ evstore_guard_append_only(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	const char *op;
-	const char *relname;
-	bool		is_events;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -48,18 +195,7 @@ evstore_guard_append_only(PG_FUNCTION_ARGS)
 	else
 		op = "INSERT";
 
-	relname = RelationGetRelationName(trigdata->tg_relation);
-	is_events = strcmp(relname, "events") == 0;
-
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s on evstore.%s is not allowed", op, relname),
-			 is_events ?
-			 errdetail("The event store is append-only for every role, the owner included.") :
-			 errdetail("evstore.%s is maintained by evstore's own functions.", relname),
-			 is_events ?
-			 errhint("Append a compensating event, or retire the stream with evstore.delete_stream().") :
-			 errhint("Use evstore.append_event(), evstore.delete_stream() or evstore.tombstone_stream().")));
+	refuse_write(op, RelationGetRelationName(trigdata->tg_relation));
 	PG_RETURN_NULL();
 }
 
@@ -107,9 +243,16 @@ evstore_guard_ddl(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("evstore.guard_ddl() must be called as an event trigger")));
 
-	/* extension scripts (install, upgrade) manage the triggers themselves */
-	if (creating_extension)
+	/* evstore's own scripts (install, upgrade) manage its objects */
+	if (evstore_own_script_running())
 		PG_RETURN_NULL();
+
+	/*
+	 * The statement's own check, for a backend that loaded evstore only now
+	 * (without shared_preload_libraries the ProcessUtility hook was not in
+	 * place when the statement started): the transaction is rolled back.
+	 */
+	evstore_ddl_guard_check(((EventTriggerData *) fcinfo->context)->parsetree);
 
 	cat = evstore_catalog();
 	check_guard_trigger(cat->events_rel, "events_append_only");

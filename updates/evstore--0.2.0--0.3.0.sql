@@ -26,6 +26,9 @@ SELECT c.name, c.kind, c.owner, c.handler, c.reset_function, c.target,
 
 -- ==== trust: store integrity (0.3.0) ====
 -- (DDL guard, direct writes, DROP EXTENSION)
+-- Nothing to create or change: the guards are C hooks (src/ddl_guard.c,
+-- src/guard.c, the shape check in src/catalog.c) and setting
+-- evstore.allow_drop_with_events; evstore_guard_ddl keeps its definition.
 
 
 
