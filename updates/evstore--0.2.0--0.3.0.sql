@@ -305,7 +305,9 @@ RETURNS record
     SELECT c.appends, c.events, c.conflicts, c.idempotent_retries,
            c.read_all_calls, c.read_all_events, c.last_position, c.horizon,
            greatest(c.last_position - c.horizon, 0),
-           coalesce(extract(epoch FROM pg_catalog.clock_timestamp() - (SELECT o.xact_start FROM oldest o))::double precision, 0),
+           CASE WHEN EXISTS (SELECT FROM oldest) THEN
+               extract(epoch FROM pg_catalog.clock_timestamp() - (SELECT o.xact_start FROM oldest o))::double precision
+           ELSE 0 END,
            (SELECT count(*)::integer FROM a),
            (SELECT o.pid FROM oldest o),
            (SELECT o.xact_start FROM oldest o),
