@@ -101,3 +101,36 @@ END $$;
 SELECT events, category_idx BETWEEN 3 AND 8 + 1 + 2 AS category_index_used,
        pkey AS pkey_scans, bucket_idx AS bucket_scans
 FROM pg_temp.scans('{billing.}');
+
+-- under the C collation a prefix's categories are neighbours in the index:
+-- the walk starts at the prefix and stops after it (here 3 descents: two
+-- matches and the first category past them, plus the 2 scans)
+CREATE DATABASE read_filters_c TEMPLATE template0 LOCALE 'C';
+\c read_filters_c
+SET client_min_messages = warning;
+CREATE EXTENSION evstore;
+RESET client_min_messages;
+SELECT count(*) FROM (
+    SELECT evstore.append_event(s, 'T', '{}')
+    FROM unnest(ARRAY['order-1', 'orderLine-1', 'ordinal-1', 'billing.invoice-1', 'billing.refund-1',
+                      'billing-1', 'Order-1', 'ordér-1', 'order-2', 'billing.invoice-2']) s) x;
+CREATE FUNCTION pg_temp.got(prefixes text[]) RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(string_agg(global_position || ':' || stream_id, ' ' ORDER BY global_position), '(none)')
+    FROM evstore.read_all(category_prefixes => prefixes)
+$$;
+SELECT pg_temp.got('{order}');
+SELECT pg_temp.got('{billing.}');
+SELECT pg_temp.got('{billing,Order,ordé}');
+SELECT pg_temp.got('{orderLine,order,o}');
+SELECT pg_temp.got('{zzz,a}');
+CREATE FUNCTION pg_temp.category_scans(prefixes text[], OUT events bigint, OUT category_idx bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    c0 bigint := pg_stat_get_xact_numscans('evstore.events_category_position_idx'::regclass);
+BEGIN
+    SELECT count(*) INTO events FROM evstore.read_all(category_prefixes => prefixes);
+    category_idx := pg_stat_get_xact_numscans('evstore.events_category_position_idx'::regclass) - c0;
+END $$;
+SELECT events, category_idx <= 3 + 2 AS only_the_prefix_range FROM pg_temp.category_scans('{billing.}');
+\c contrib_regression
+DROP DATABASE read_filters_c;

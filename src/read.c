@@ -272,10 +272,11 @@ has_prefix(text *t, text *prefix)
  * The categories stored in the category index that start with one of the
  * prefixes (byte-wise), merged with the explicit categories; sorted and
  * unique.  The index is walked one distinct category at a time (a "skip
- * scan": one descent per category, never a walk over its events).  In a
- * collation other than C the categories with a prefix need not be
- * neighbours in the index, so every distinct category is visited: the cost
- * is one index descent per category of the store.
+ * scan": one descent per category, never a walk over its events).  Under
+ * the C collation the categories with a prefix are neighbours in the index:
+ * the walk starts at each prefix and stops after its last category.  In
+ * another collation they need not be, so every distinct category of the
+ * store is visited.
  */
 static Datum *
 categories_with_prefixes(Relation heap, Relation index, Snapshot snapshot,
@@ -288,29 +289,38 @@ categories_with_prefixes(Relation heap, Relation index, Snapshot snapshot,
 	int			n = 0;
 	int			out = 0;
 	Datum	   *result = palloc(max * sizeof(Datum));
+	bool		bytewise;
 
 	for (int i = 0; i < a->ncategories; i++)
 		result[n++] = a->categories[i];
 
-	/* first: the lowest category (category IS NOT NULL) */
-	ScanKeyEntryInitialize(&key, SK_ISNULL | SK_SEARCHNOTNULL, 1,
-						   InvalidStrategy, InvalidOid, InvalidOid, InvalidOid,
-						   (Datum) 0);
+	bytewise = evstore_collation_is_c(index->rd_indcollation[0]);
 	slot = table_slot_create(heap, NULL);
 	scan = evstore_index_beginscan(heap, index, snapshot, 1, 0);
-	for (;;)
+	/* bytewise: one walk per prefix; otherwise one walk over everything */
+	for (int p = 0; p < (bytewise ? a->nprefixes : 1); p++)
 	{
-		bool		isnull;
-		text	   *cat;
-
-		CHECK_FOR_INTERRUPTS();
-		index_rescan(scan, &key, 1, NULL, 0);
-		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
-			break;
-		cat = DatumGetTextPCopy(slot_getattr(slot, Anum_events_category, &isnull));
-		for (int i = 0; i < a->nprefixes; i++)
+		if (bytewise)
+			ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_TEXT_GE, a->prefixes[p]);
+		else
+			ScanKeyEntryInitialize(&key, SK_ISNULL | SK_SEARCHNOTNULL, 1,
+								   InvalidStrategy, InvalidOid, InvalidOid, InvalidOid,
+								   (Datum) 0);
+		key.sk_collation = index->rd_indcollation[0];
+		for (;;)
 		{
-			if (has_prefix(cat, DatumGetTextPP(a->prefixes[i])))
+			bool		isnull;
+			bool		match = false;
+			text	   *cat;
+
+			CHECK_FOR_INTERRUPTS();
+			index_rescan(scan, &key, 1, NULL, 0);
+			if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+				break;
+			cat = DatumGetTextPCopy(slot_getattr(slot, Anum_events_category, &isnull));
+			for (int i = bytewise ? p : 0; i < (bytewise ? p + 1 : a->nprefixes) && !match; i++)
+				match = has_prefix(cat, DatumGetTextPP(a->prefixes[i]));
+			if (match)
 			{
 				if (n == max)
 				{
@@ -318,12 +328,13 @@ categories_with_prefixes(Relation heap, Relation index, Snapshot snapshot,
 					result = repalloc(result, max * sizeof(Datum));
 				}
 				result[n++] = PointerGetDatum(cat);
-				break;
 			}
+			else if (bytewise)
+				break;			/* past the prefix's categories */
+			/* next: the first entry of a greater category */
+			ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_TEXT_GT, PointerGetDatum(cat));
+			key.sk_collation = index->rd_indcollation[0];
 		}
-		/* next: the first entry of a greater category */
-		ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_TEXT_GT, PointerGetDatum(cat));
-		key.sk_collation = index->rd_indcollation[0];
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
