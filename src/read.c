@@ -7,8 +7,9 @@
  * any SELECT.  read_all first computes the fence horizon (fence.c), then
  * takes a fresh snapshot and returns only events at or below the horizon,
  * so a poller never skips an event that commits late.  Filters on
- * categories and consumer groups are served by merging ordered index scans
- * on (category, global_position) or (stream_bucket, global_position).
+ * categories (and category prefixes) and consumer groups are served by
+ * merging ordered index scans on (category, global_position) or
+ * (stream_bucket, global_position).
  *
  *-------------------------------------------------------------------------
  */
