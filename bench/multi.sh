@@ -94,6 +94,35 @@ stats_pair() {   # script label
 stats_pair $S/single.sql "single-event append, $STATS_CLIENTS clients, own streams"
 stats_pair $S/loop.sql "100 single-event appends per xact, $STATS_CLIENTS clients"
 set_stats on
+
+# The counters' CPU cost in one backend, free of client and commit noise:
+# 5000 appends in one statement, on and off interleaved, 2 x BENCH_ROUNDS
+# each; the minimum of each is the least disturbed run.
+cpu=$(psql_b -At -v rounds="$BENCH_ROUNDS" <<'SQL'
+SELECT set_config('bench.rounds', :'rounds', false) \gset
+CREATE TEMP TABLE runs (setting text, ms float8);
+DO $$
+DECLARE t0 timestamptz; s text;
+BEGIN
+  FOR r IN 1..(2 * current_setting('bench.rounds')::int) LOOP
+    FOREACH s IN ARRAY ARRAY['on', 'off'] LOOP
+      PERFORM set_config('evstore.track_stats', s, false);
+      t0 := clock_timestamp();
+      PERFORM count(evstore.append_event('cpu-' || r || s, 'T', '{"amount": 10}')) FROM generate_series(1, 5000);
+      INSERT INTO runs VALUES (s, extract(epoch FROM clock_timestamp() - t0) * 1000);
+    END LOOP;
+  END LOOP;
+END $$;
+SELECT (SELECT min(ms) FROM runs WHERE setting = 'on') || ' ' || (SELECT min(ms) FROM runs WHERE setting = 'off');
+SQL
+)
+read -r cpu_on cpu_off <<<"$cpu"
+label="5000 appends in one statement, 1 backend (min ms)"
+echo "  $label: track_stats on $cpu_on ms | off $cpu_off ms" >&2
+echo "RESULT,multi,$label,track_stats-on,$cpu_on,ms"
+echo "RESULT,multi,$label,track_stats-off,$cpu_off,ms"
+echo "RATIO,multi,$label,track_stats-on/off-throughput,$(ratio "$cpu_off" "$cpu_on")"
+rows+=("$label|track_stats on ${cpu_on}ms|off ${cpu_off}ms|$(ratio "$cpu_off" "$cpu_on")x||")
 # the counters are there: events counted with track_stats on only
 psql_b -At -c "SELECT 'counted appends: ' || appends || ', events: ' || events FROM evstore.stats" >&2
 
