@@ -408,6 +408,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 		if (find_event_by_id(events_rel, &evs[0].id, SnapshotSelf, &s, &v, &p))
 		{
 			check_retry(events_rel, stream_id, evs, n, s, v, p, result);
+			evstore_stats_count(EVSTORE_STAT_RETRIES, 1);
 			table_close(events_rel, NoLock);
 			table_close(streams_rel, NoLock);
 			return;
@@ -424,12 +425,15 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	if ((expected == EVSTORE_EXPECT_NO_STREAM && current != -1) ||
 		(expected == EVSTORE_EXPECT_EXISTS && current == -1) ||
 		(expected >= 0 && expected != current))
+	{
+		evstore_stats_count(EVSTORE_STAT_CONFLICTS, 1);
 		ereport(ERROR,
 				(errcode(ERRCODE_EVSTORE_WRONG_EXPECTED_VERSION),
 				 errmsg("wrong expected version for stream \"%s\": expected %s, actual %lld",
 						stream_id, expected_name(expected, buf), (long long) current),
 				 errdetail("Another append changed the stream, or the stream is not in the state the caller assumed."),
 				 errhint("Reload the stream and retry the command.")));
+	}
 
 	/* from here on we write */
 	evstore_fence_publish();
@@ -547,6 +551,9 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 
 	/* make the new rows visible to the rest of this transaction */
 	CommandCounterIncrement();
+
+	evstore_stats_count(EVSTORE_STAT_APPENDS, 1);
+	evstore_stats_count(EVSTORE_STAT_EVENTS, n);
 
 	/* consumers' wake-up (wakeup.c) */
 	if (evstore_append_done_hook)
@@ -798,4 +805,21 @@ evstore_append_events(PG_FUNCTION_ARGS)
 	evstore_append_batch(stream_id, sidlen, evs, n,
 			  !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2), &result);
 	PG_RETURN_DATUM(evstore_append_result_datum(fcinfo, &result));
+}
+
+/*
+ * For other appenders (append_multi.c): parse one event object of the
+ * append_events input format, with the same checks and errors.
+ */
+void
+evstore_parse_event_object(JsonbValue *elem, EvstoreNewEvent *ev)
+{
+	parse_event(elem, ev);
+}
+
+/* The evstore.max_batch_events setting. */
+int
+evstore_max_batch_events(void)
+{
+	return max_batch_events;
 }

@@ -231,4 +231,17 @@ evstore_advisory_holds(LOCKTAG *tags, LOCKMASK *masks, int max, int *nfilled)
 	return held;
 }
 
+/* whether a collation sorts by bytes (C, POSIX): lc_collate_is_c went in 18 */
+#include "utils/pg_locale.h"
+
+static inline bool
+evstore_collation_is_c(Oid collid)
+{
+#if PG_VERSION_NUM >= 180000
+	return pg_newlocale_from_collation(collid)->collate_is_c;
+#else
+	return lc_collate_is_c(collid);
+#endif
+}
+
 #endif							/* EVSTORE_COMPAT_H */

@@ -10,8 +10,10 @@
  *	  streams.c      per-stream locks and state, index look-ups
  *	  write.c        executor harness for inserts and updates without SPI
  *	  append.c       append_event / append_events
+ *	  append_multi.c append_multi / lock_streams: several streams at once
  *	  read.c         read_stream / stream_version / read_all
  *	  lifecycle.c    delete_stream / tombstone_stream
+ *	  stats.c        counters per database behind evstore.stats
  *	  wakeup.c       consumers' wake-up after appends (NOTIFY), on a core hook
  *	  guard.c        append-only triggers, direct INSERT and COPY refused
  *	  ddl_guard.c    DDL on evstore's objects refused, DROP with events
@@ -64,6 +66,7 @@ _PG_init(void)
 	evstore_shmem_init();
 	evstore_fence_init();
 	evstore_append_init();
+	evstore_stats_init();
 	evstore_wakeup_init();
 	evstore_projections_init();
 	evstore_shredding_init();

@@ -151,6 +151,8 @@ extern void evstore_append_batch(const char *stream_id, int sidlen,
 								 EvstoreNewEvent *evs, int n,
 								 bool has_expected, int64 expected,
 								 EvstoreAppendResult *result);
+extern void evstore_parse_event_object(JsonbValue *elem, EvstoreNewEvent *ev);
+extern int	evstore_max_batch_events(void);
 
 /* shmem.c */
 extern void evstore_shmem_init(void);
@@ -188,6 +190,31 @@ extern void evstore_stream_state(Relation streams, const char *stream_id,
 extern void evstore_stream_state_snapshot(Relation streams, const char *stream_id,
 										  Snapshot snapshot, EvstoreStreamState *st);
 extern int64 evstore_stream_current_version(const EvstoreStreamState *st);
+
+/* stats.c: counters per database, shown by evstore.stats */
+typedef enum EvstoreStat
+{
+	EVSTORE_STAT_APPENDS,		/* appends that wrote events */
+	EVSTORE_STAT_EVENTS,		/* events they wrote */
+	EVSTORE_STAT_CONFLICTS,		/* ES001 raised */
+	EVSTORE_STAT_RETRIES,		/* appends recognised as idempotent retries */
+	EVSTORE_STAT_READ_ALL_CALLS,
+	EVSTORE_STAT_READ_ALL_EVENTS,
+	EVSTORE_STAT_COUNT
+} EvstoreStat;
+
+extern PGDLLIMPORT bool evstore_track_stats;
+extern void evstore_stats_init(void);
+extern Size evstore_stats_shmem_size(void);
+extern void evstore_stats_shmem_startup(void);
+extern void evstore_stats_add(EvstoreStat which, uint64 n);
+
+/* count n for a statistic, unless evstore.track_stats is off */
+#define evstore_stats_count(which, n) \
+	do { \
+		if (evstore_track_stats) \
+			evstore_stats_add((which), (n)); \
+	} while (0)
 
 /* util.c */
 extern uint32 evstore_stream_hash(const char *str, int len);

@@ -121,6 +121,7 @@ delete_stream(FunctionCallInfo fcinfo, bool tombstone, EvstoreAppendResult *resu
 			char		buf[32];
 
 			snprintf(buf, sizeof(buf), "%lld", (long long) expected);
+			evstore_stats_count(EVSTORE_STAT_CONFLICTS, 1);
 			ereport(ERROR,
 					(errcode(ERRCODE_EVSTORE_WRONG_EXPECTED_VERSION),
 					 errmsg("wrong expected version for stream \"%s\": expected %s, actual -1",

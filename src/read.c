@@ -7,8 +7,9 @@
  * any SELECT.  read_all first computes the fence horizon (fence.c), then
  * takes a fresh snapshot and returns only events at or below the horizon,
  * so a poller never skips an event that commits late.  Filters on
- * categories and consumer groups are served by merging ordered index scans
- * on (category, global_position) or (stream_bucket, global_position).
+ * categories (and category prefixes) and consumer groups are served by
+ * merging ordered index scans on (category, global_position) or
+ * (stream_bucket, global_position).
  *
  *-------------------------------------------------------------------------
  */
@@ -190,6 +191,9 @@ typedef struct ReadAllArgs
 	int			nevent_types;
 	int			group_member;
 	int			group_size;
+	Datum	   *prefixes;		/* category prefixes, sorted, unique */
+	int			nprefixes;
+	bool		include_system;	/* false: leave out types starting with '$' */
 } ReadAllArgs;
 
 static bool
@@ -197,6 +201,13 @@ passes_filters(const ReadAllArgs *a, TupleTableSlot *slot, bool check_group)
 {
 	bool		isnull;
 
+	if (!a->include_system)
+	{
+		text	   *t = DatumGetTextPP(slot_getattr(slot, Anum_events_event_type, &isnull));
+
+		if (VARSIZE_ANY_EXHDR(t) > 0 && *VARDATA_ANY(t) == '$')
+			return false;
+	}
 	if (a->nevent_types > 0)
 	{
 		text	   *t = DatumGetTextPP(slot_getattr(slot, Anum_events_event_type, &isnull));
@@ -247,6 +258,96 @@ open_scan(Relation heap, Relation index, Snapshot snapshot, const ReadAllArgs *a
 	return ms;
 }
 
+static int	text_datum_cmp(const void *a, const void *b);
+
+static bool
+has_prefix(text *t, text *prefix)
+{
+	int			pl = VARSIZE_ANY_EXHDR(prefix);
+
+	return (int) VARSIZE_ANY_EXHDR(t) >= pl &&
+		memcmp(VARDATA_ANY(t), VARDATA_ANY(prefix), pl) == 0;
+}
+
+/*
+ * The categories stored in the category index that start with one of the
+ * prefixes (byte-wise), merged with the explicit categories; sorted and
+ * unique.  The index is walked one distinct category at a time (a "skip
+ * scan": one descent per category, never a walk over its events).  Under
+ * the C collation the categories with a prefix are neighbours in the index:
+ * the walk starts at each prefix and stops after its last category.  In
+ * another collation they need not be, so every distinct category of the
+ * store is visited.
+ */
+static Datum *
+categories_with_prefixes(Relation heap, Relation index, Snapshot snapshot,
+						 const ReadAllArgs *a, int *nout)
+{
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	int			max = a->ncategories + 16;
+	int			n = 0;
+	int			out = 0;
+	Datum	   *result = palloc(max * sizeof(Datum));
+	bool		bytewise;
+
+	for (int i = 0; i < a->ncategories; i++)
+		result[n++] = a->categories[i];
+
+	bytewise = evstore_collation_is_c(index->rd_indcollation[0]);
+	slot = table_slot_create(heap, NULL);
+	scan = evstore_index_beginscan(heap, index, snapshot, 1, 0);
+	/* bytewise: one walk per prefix; otherwise one walk over everything */
+	for (int p = 0; p < (bytewise ? a->nprefixes : 1); p++)
+	{
+		if (bytewise)
+			ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_TEXT_GE, a->prefixes[p]);
+		else
+			ScanKeyEntryInitialize(&key, SK_ISNULL | SK_SEARCHNOTNULL, 1,
+								   InvalidStrategy, InvalidOid, InvalidOid, InvalidOid,
+								   (Datum) 0);
+		key.sk_collation = index->rd_indcollation[0];
+		for (;;)
+		{
+			bool		isnull;
+			bool		match = false;
+			text	   *cat;
+
+			CHECK_FOR_INTERRUPTS();
+			index_rescan(scan, &key, 1, NULL, 0);
+			if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+				break;
+			cat = DatumGetTextPCopy(slot_getattr(slot, Anum_events_category, &isnull));
+			for (int i = bytewise ? p : 0; i < (bytewise ? p + 1 : a->nprefixes) && !match; i++)
+				match = has_prefix(cat, DatumGetTextPP(a->prefixes[i]));
+			if (match)
+			{
+				if (n == max)
+				{
+					max *= 2;
+					result = repalloc(result, max * sizeof(Datum));
+				}
+				result[n++] = PointerGetDatum(cat);
+			}
+			else if (bytewise)
+				break;			/* past the prefix's categories */
+			/* next: the first entry of a greater category */
+			ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_TEXT_GT, PointerGetDatum(cat));
+			key.sk_collation = index->rd_indcollation[0];
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+
+	qsort(result, n, sizeof(Datum), text_datum_cmp);
+	for (int i = 0; i < n; i++)
+		if (out == 0 || text_datum_cmp(&result[out - 1], &result[i]) != 0)
+			result[out++] = result[i];
+	*nout = out;
+	return result;
+}
+
 static void
 read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 {
@@ -264,12 +365,17 @@ read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	heap = table_open(cat->events_rel, AccessShareLock);
 
-	if (a->ncategories > 0)
+	if (a->ncategories > 0 || a->nprefixes > 0)
 	{
+		Datum	   *cats = a->categories;
+		int			ncats = a->ncategories;
+
 		index = index_open(cat->events_category_idx, AccessShareLock);
-		for (int i = 0; i < a->ncategories; i++)
+		if (a->nprefixes > 0)
+			cats = categories_with_prefixes(heap, index, snapshot, a, &ncats);
+		for (int i = 0; i < ncats; i++)
 			scans = lappend(scans, open_scan(heap, index, snapshot, a, true,
-											 a->categories[i], F_TEXTEQ, 2));
+											 cats[i], F_TEXTEQ, 2));
 		check_group = true;
 	}
 	else if (a->group_size > 0)
@@ -324,6 +430,7 @@ read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 	UnregisterSnapshot(snapshot);
+	evstore_stats_count(EVSTORE_STAT_READ_ALL_EVENTS, emitted);
 }
 
 static int
@@ -367,7 +474,7 @@ text_array_arg(ArrayType *arr, const char *what, int *n)
 
 PG_FUNCTION_INFO_V1(evstore_read_all);
 
-/* evstore.read_all(after_position bigint, max_count integer, categories text[], event_types text[], group_member integer, group_size integer) -> SETOF evstore.events */
+/* evstore.read_all(after_position bigint, max_count integer, categories text[], event_types text[], group_member integer, group_size integer, category_prefixes text[], include_system boolean) -> SETOF evstore.events */
 Datum
 evstore_read_all(PG_FUNCTION_ARGS)
 {
@@ -407,14 +514,32 @@ evstore_read_all(PG_FUNCTION_ARGS)
 			a.group_size = 0;	/* one member gets everything */
 	}
 
-	InitMaterializedSRF(fcinfo, 0);
+	/* a call through the 0.2.0 signature (old SQL definition) has 6 args */
+	a.include_system = (PG_NARGS() < 8 || PG_ARGISNULL(7)) ? true : PG_GETARG_BOOL(7);
 
+	InitMaterializedSRF(fcinfo, 0);
+	evstore_stats_count(EVSTORE_STAT_READ_ALL_CALLS, 1);
+
+	/*
+	 * The category filter is the union of categories and category_prefixes;
+	 * an empty union matches nothing, an empty prefix every category.
+	 */
 	if (!PG_ARGISNULL(2))
-	{
 		a.categories = text_array_arg(PG_GETARG_ARRAYTYPE_P(2), "categories", &a.ncategories);
-		if (a.ncategories == 0)
-			return (Datum) 0;	/* an empty list matches nothing */
+	if (PG_NARGS() >= 7 && !PG_ARGISNULL(6))
+	{
+		a.prefixes = text_array_arg(PG_GETARG_ARRAYTYPE_P(6), "category_prefixes", &a.nprefixes);
+		if (a.nprefixes > 0 && VARSIZE_ANY_EXHDR(DatumGetTextPP(a.prefixes[0])) == 0)
+		{
+			/* '' sorts first and is a prefix of everything: no filter */
+			a.ncategories = 0;
+			a.nprefixes = 0;
+		}
+		else if (a.ncategories + a.nprefixes == 0)
+			return (Datum) 0;
 	}
+	else if (!PG_ARGISNULL(2) && a.ncategories == 0)
+		return (Datum) 0;		/* an empty list matches nothing */
 	if (!PG_ARGISNULL(3))
 	{
 		Datum	   *types = text_array_arg(PG_GETARG_ARRAYTYPE_P(3), "event_types",

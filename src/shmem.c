@@ -2,8 +2,8 @@
  *
  * shmem.c
  *	  All of evstore's shared memory, requested and attached from one pair
- *	  of hooks: the subscription fence (fence.c) and the projection
- *	  statistics (projections_stats.c).  Each of them says how much it needs
+ *	  of hooks: the subscription fence (fence.c), the store's counters
+ *	  (stats.c) and the projection statistics (projections_stats.c).  Each of them says how much it needs
  *	  and attaches its own structure; this file decides when.
  *
  * Shared memory exists only when the library is loaded through
@@ -31,6 +31,7 @@ evstore_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(evstore_fence_shmem_size());
+	RequestAddinShmemSpace(evstore_stats_shmem_size());
 	evstore_projstats_shmem_request();
 }
 
@@ -43,6 +44,7 @@ evstore_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	evstore_fence_shmem_startup();
+	evstore_stats_shmem_startup();
 	evstore_projstats_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
