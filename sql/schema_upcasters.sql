@@ -98,7 +98,7 @@ END $$;
 CREATE FUNCTION public.lead_reset() RETURNS void LANGUAGE sql AS $$ DELETE FROM public.leads $$;
 SELECT evstore.create_projection('leads', 'public.lead_handler(evstore.events)', event_types => '{LeadOpened}', reset_function => 'public.lead_reset()');
 SET evstore.upcast = off;
-SELECT stream_version FROM evstore.append_event('lead-2', 'LeadCreated', '{"name": "Barbara Liskov", "mail": "b@example.com"}');
+SELECT stream_version FROM evstore.append_event('lead-2', 'LeadCreated', '{"name": "Barbara Liskov", "mail": "b@example.com"}', '{"schema_version": 1}');
 RESET evstore.upcast;
 SELECT * FROM public.leads ORDER BY 1;
 SELECT evstore.rebuild_projection('leads', 0);

@@ -198,6 +198,7 @@ upcast_compile_steps(Jsonb *steps, int *nsteps)
 		JsonbContainer *c;
 		JsonbValue *op;
 		UpStep	   *st = &out[i];
+		int			map_len = 0;
 
 		if (e->type != jbvBinary || !JsonContainerIsObject(e->val.binary.data))
 			bad_step(i, "a step must be a JSON object");
@@ -235,6 +236,7 @@ upcast_compile_steps(Jsonb *steps, int *nsteps)
 				if (map->type != jbvBinary || !JsonContainerIsObject(map->val.binary.data))
 					bad_step(i, "\"map\" must be a JSON object");
 				st->map = map->val.binary.data;
+				map_len = map->val.binary.len;
 			}
 		}
 		else if (op_is(op, "split"))
@@ -282,7 +284,7 @@ upcast_compile_steps(Jsonb *steps, int *nsteps)
 
 			mv.type = jbvBinary;
 			mv.val.binary.data = st->map;
-			mv.val.binary.len = 0;
+			mv.val.binary.len = map_len;
 			j = JsonbValueToJsonb(&mv);
 			st->map = &j->root;
 		}
@@ -396,8 +398,10 @@ jnode_parent(JNode *root, const UpPath *p, bool create)
 				return NULL;
 			if (cur->n == cur->cap)
 			{
-				cur->cap *= 2;
-				cur->fields = repalloc(cur->fields, sizeof(JField) * cur->cap);
+				cur->cap = Max(cur->cap * 2, 8);
+				cur->fields = cur->fields ?
+					repalloc(cur->fields, sizeof(JField) * cur->cap) :
+					palloc(sizeof(JField) * cur->cap);
 			}
 			cur->fields[cur->n].key = p->keys[i];
 			cur->fields[cur->n].keylen = p->lens[i];
