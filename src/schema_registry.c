@@ -24,16 +24,19 @@
  */
 #include "schema.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -206,10 +209,35 @@ typedef struct RegScan
 	Snapshot	snap;
 } RegScan;
 
+/*
+ * Whether the relation exists now (not as of the decoded history).  The
+ * output plugin cannot read a user catalog table that was dropped since
+ * (its files are gone): the registry of a dropped extension is empty.
+ */
+static bool
+rel_exists_now(Oid relid)
+{
+	Relation	pgc = table_open(RelationRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc sd;
+	bool		found;
+
+	ScanKeyInit(&key, Anum_pg_class_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	sd = systable_beginscan(pgc, ClassOidIndexId, true,
+							GetNonHistoricCatalogSnapshot(RelationRelationId), 1, &key);
+	found = HeapTupleIsValid(systable_getnext(sd));
+	systable_endscan(sd);
+	table_close(pgc, AccessShareLock);
+	return found;
+}
+
 static bool
 scan_open(RegScan *s, Oid relid, bool historic)
 {
 	if (!OidIsValid(relid))
+		return false;
+	if (historic && !rel_exists_now(relid))
 		return false;
 	s->rel = table_open(relid, AccessShareLock);
 	s->snap = RegisterSnapshot(historic ? GetCatalogSnapshot(relid) : GetLatestSnapshot());
