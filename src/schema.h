@@ -67,6 +67,9 @@ typedef struct Upcaster
 	bool		func_takes_row; /* f(evstore.events) rather than f(jsonb) */
 	FmgrInfo	flinfo;
 	bool		flinfo_ready;
+	/* built on first use, in the registry's memory */
+	text	   *to_type_text;	/* to_type as text */
+	Jsonb	   *stamp;			/* {"schema_version": to_version} */
 } Upcaster;
 
 /* one registered schema */

@@ -336,35 +336,87 @@ jnode_empty_object(void)
 	return n;
 }
 
-/* expand a jbvBinary object node into fields; false if not an object */
+/* a child of a container as a JsonbValue (as jsonb_util.c's fillJsonbValue) */
+static void
+fill_value(JEntry e, char *base, uint32 off, uint32 len, JsonbValue *v)
+{
+	if (JBE_ISNULL(e))
+		v->type = jbvNull;
+	else if (JBE_ISSTRING(e))
+	{
+		v->type = jbvString;
+		v->val.string.val = base + off;
+		v->val.string.len = len;
+	}
+	else if (JBE_ISNUMERIC(e))
+	{
+		v->type = jbvNumeric;
+		v->val.numeric = (Numeric) (base + INTALIGN(off));
+	}
+	else if (JBE_ISBOOL_TRUE(e))
+	{
+		v->type = jbvBool;
+		v->val.boolean = true;
+	}
+	else if (JBE_ISBOOL_FALSE(e))
+	{
+		v->type = jbvBool;
+		v->val.boolean = false;
+	}
+	else
+	{
+		v->type = jbvBinary;
+		v->val.binary.data = (JsonbContainer *) (base + INTALIGN(off));
+		v->val.binary.len = len - (INTALIGN(off) - off);
+	}
+}
+
+/*
+ * Expand a jbvBinary object node into fields; false if not an object.
+ * Reads the container's entries directly: the keys come in jsonb order.
+ */
 static bool
 jnode_expand(JNode *n)
 {
 	JsonbContainer *c;
-	JsonbIterator *it;
-	JsonbValue	k,
-				v;
-	JsonbIteratorToken tok;
+	int			count;
+	char	   *base;
+	uint32		off = 0;
+	JNode	   *vals;
 
 	if (n->is_obj)
 		return true;
 	if (n->v.type != jbvBinary || !JsonContainerIsObject(n->v.val.binary.data))
 		return false;
 	c = n->v.val.binary.data;
-	n->cap = Max(JsonContainerSize(c) + 4, 8);
+	count = JsonContainerSize(c);
+	base = (char *) &c->children[count * 2];
+	n->cap = count + 4;
 	n->fields = palloc(sizeof(JField) * n->cap);
-	n->n = 0;
-	it = JsonbIteratorInit(c);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	vals = palloc(sizeof(JNode) * Max(count, 1));
+	for (int i = 0; i < count * 2; i++)
 	{
-		if (tok != WJB_KEY)
-			continue;
-		(void) JsonbIteratorNext(&it, &v, true);
-		n->fields[n->n].key = k.val.string.val;
-		n->fields[n->n].keylen = k.val.string.len;
-		n->fields[n->n].val = jnode_value(&v);
-		n->n++;
+		JEntry		e = c->children[i];
+		uint32		end = JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) : off + JBE_OFFLENFLD(e);
+
+		if (i < count)
+		{
+			n->fields[i].key = base + off;
+			n->fields[i].keylen = end - off;
+		}
+		else
+		{
+			JNode	   *v = &vals[i - count];
+
+			v->is_obj = false;
+			v->fields = NULL;
+			v->n = v->cap = 0;
+			fill_value(e, base, off, end - off, &v->v);
+			n->fields[i - count].val = v;
+		}
+		off = end;
 	}
+	n->n = count;
 	n->is_obj = true;
 	return true;
 }
@@ -377,6 +429,28 @@ jnode_field(JNode *obj, const char *key, int len)
 			memcmp(obj->fields[i].key, key, len) == 0)
 			return &obj->fields[i];
 	return NULL;
+}
+
+/*
+ * Add a field (room has been made), keeping the fields in jsonb's key
+ * order (by length, then bytes), so that encoding finds them sorted.
+ */
+static JField *
+jnode_insert(JNode *obj, char *key, int len, JNode *val)
+{
+	int			pos = obj->n;
+
+	while (pos > 0 &&
+		   (obj->fields[pos - 1].keylen > len ||
+			(obj->fields[pos - 1].keylen == len &&
+			 memcmp(obj->fields[pos - 1].key, key, len) > 0)))
+		pos--;
+	memmove(&obj->fields[pos + 1], &obj->fields[pos], sizeof(JField) * (obj->n - pos));
+	obj->fields[pos].key = key;
+	obj->fields[pos].keylen = len;
+	obj->fields[pos].val = val;
+	obj->n++;
+	return &obj->fields[pos];
 }
 
 /* the parent object of the path's last key; create: make missing objects */
@@ -403,10 +477,7 @@ jnode_parent(JNode *root, const UpPath *p, bool create)
 					repalloc(cur->fields, sizeof(JField) * cur->cap) :
 					palloc(sizeof(JField) * cur->cap);
 			}
-			cur->fields[cur->n].key = p->keys[i];
-			cur->fields[cur->n].keylen = p->lens[i];
-			cur->fields[cur->n].val = jnode_empty_object();
-			f = &cur->fields[cur->n++];
+			f = jnode_insert(cur, p->keys[i], p->lens[i], jnode_empty_object());
 		}
 		cur = f->val;
 	}
@@ -459,10 +530,7 @@ jnode_set(JNode *root, const UpPath *p, JNode *val)
 			repalloc(parent->fields, sizeof(JField) * parent->cap) :
 			palloc(sizeof(JField) * parent->cap);
 	}
-	parent->fields[parent->n].key = p->keys[p->n - 1];
-	parent->fields[parent->n].keylen = p->lens[p->n - 1];
-	parent->fields[parent->n].val = val;
-	parent->n++;
+	jnode_insert(parent, p->keys[p->n - 1], p->lens[p->n - 1], val);
 }
 
 static JNode *
@@ -502,31 +570,116 @@ jnode_text(JNode *n, int *len)
 	}
 }
 
-static JsonbValue *
-jnode_push(JsonbParseState **ps, JNode *n, JsonbIteratorToken as)
+/* ---------------------------------------------------------------------
+ * Encoding the tree straight into the jsonb format (as convertToJsonb
+ * does, without the intermediate JsonbValue tree and its sort: the fields
+ * are kept in key order).  Nested containers that were not expanded are
+ * copied as they are.
+ * ---------------------------------------------------------------------
+ */
+static int
+pad_to_int(StringInfo buf)
 {
-	if (!n->is_obj)
-		return pushJsonbValue(ps, as, &n->v);
-	pushJsonbValue(ps, WJB_BEGIN_OBJECT, NULL);
+	int			pad = INTALIGN(buf->len) - buf->len;
+
+	for (int i = 0; i < pad; i++)
+		appendStringInfoCharMacro(buf, '\0');
+	return pad;
+}
+
+static void encode_object(StringInfo buf, JNode *n);
+
+/* append one value; returns its JEntry (type and length, padding included) */
+static JEntry
+encode_value(StringInfo buf, JNode *n)
+{
+	int			start = buf->len;
+	int			pad;
+
+	if (n->is_obj)
+	{
+		pad = pad_to_int(buf);
+		encode_object(buf, n);
+		return JENTRY_ISCONTAINER | (buf->len - start);
+	}
+	switch (n->v.type)
+	{
+		case jbvNull:
+			return JENTRY_ISNULL;
+		case jbvBool:
+			return n->v.val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
+		case jbvString:
+			appendBinaryStringInfo(buf, n->v.val.string.val, n->v.val.string.len);
+			return JENTRY_ISSTRING | n->v.val.string.len;
+		case jbvNumeric:
+			pad = pad_to_int(buf);
+			appendBinaryStringInfo(buf, (char *) n->v.val.numeric, VARSIZE_ANY(n->v.val.numeric));
+			return JENTRY_ISNUMERIC | (buf->len - start);
+		case jbvBinary:
+			pad = pad_to_int(buf);
+			appendBinaryStringInfo(buf, (char *) n->v.val.binary.data, n->v.val.binary.len);
+			return JENTRY_ISCONTAINER | (buf->len - start);
+		default:
+			elog(ERROR, "evstore: unexpected jsonb value type %d", (int) n->v.type);
+	}
+	(void) pad;
+	return 0;
+}
+
+static void
+encode_object(StringInfo buf, JNode *n)
+{
+	int			count = 0;
+	int			entries;
+	uint32		header;
+	uint32		totallen = 0;
+	int			k = 0;
+
+	for (int i = 0; i < n->n; i++)
+		if (n->fields[i].val != NULL)
+			count++;
+	header = count | JB_FOBJECT;
+	appendBinaryStringInfo(buf, (char *) &header, sizeof(uint32));
+	entries = buf->len;
+	enlargeStringInfo(buf, sizeof(JEntry) * count * 2);
+	buf->len += sizeof(JEntry) * count * 2;
+
 	for (int i = 0; i < n->n; i++)
 	{
-		JsonbValue	k;
+		JEntry		meta;
 
 		if (n->fields[i].val == NULL)
 			continue;
-		k.type = jbvString;
-		k.val.string.val = n->fields[i].key;
-		k.val.string.len = n->fields[i].keylen;
-		pushJsonbValue(ps, WJB_KEY, &k);
-		(void) jnode_push(ps, n->fields[i].val, WJB_VALUE);
+		appendBinaryStringInfo(buf, n->fields[i].key, n->fields[i].keylen);
+		totallen += n->fields[i].keylen;
+		meta = JENTRY_ISSTRING | n->fields[i].keylen;
+		if ((k % JB_OFFSET_STRIDE) == 0)
+			meta = (meta & JENTRY_TYPEMASK) | totallen | JENTRY_HAS_OFF;
+		((JEntry *) (buf->data + entries))[k++] = meta;
 	}
-	return pushJsonbValue(ps, WJB_END_OBJECT, NULL);
+	for (int i = 0; i < n->n; i++)
+	{
+		JEntry		meta;
+
+		if (n->fields[i].val == NULL)
+			continue;
+		meta = encode_value(buf, n->fields[i].val);
+		totallen += JBE_OFFLENFLD(meta);
+		if (totallen > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("upcast event data exceeds the maximum jsonb size")));
+		if ((k % JB_OFFSET_STRIDE) == 0)
+			meta = (meta & JENTRY_TYPEMASK) | totallen | JENTRY_HAS_OFF;
+		((JEntry *) (buf->data + entries))[k++] = meta;
+	}
 }
 
 static Jsonb *
 jnode_to_jsonb(JNode *root)
 {
 	JsonbParseState *ps = NULL;
+	StringInfoData buf;
 
 	if (!root->is_obj)
 	{
@@ -538,7 +691,11 @@ jnode_to_jsonb(JNode *root)
 		pushJsonbValue(&ps, WJB_ELEM, &root->v);
 		return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_ARRAY, NULL));
 	}
-	return JsonbValueToJsonb(jnode_push(&ps, root, WJB_VALUE));
+	initStringInfo(&buf);
+	buf.len = VARHDRSZ;
+	encode_object(&buf, root);
+	SET_VARSIZE(buf.data, buf.len);
+	return (Jsonb *) buf.data;
 }
 
 static JNode *
@@ -794,12 +951,29 @@ call_function(Upcaster *up, text **type, Jsonb **data, Jsonb **meta)
 static Jsonb *
 stamp_version(Jsonb *meta, int32 version)
 {
-	JNode	   *root = meta ? jnode_from_jsonb(meta) : jnode_empty_object();
+	JNode	   *root;
 	JsonbValue	v;
 	UpPath		p;
 	char	   *key = EVSTORE_SCHEMA_VERSION_KEY;
 	int			len = strlen(key);
 
+	if (meta == NULL)
+	{
+		/* the common case: build {"schema_version": N} directly */
+		JsonbParseState *ps = NULL;
+		JsonbValue	k;
+
+		k.type = jbvString;
+		k.val.string.val = key;
+		k.val.string.len = len;
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(version);
+		pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
+		pushJsonbValue(&ps, WJB_KEY, &k);
+		pushJsonbValue(&ps, WJB_VALUE, &v);
+		return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, NULL));
+	}
+	root = jnode_from_jsonb(meta);
 	if (!jnode_expand(root))
 		return meta;
 	v.type = jbvNumeric;
@@ -822,7 +996,7 @@ run_chain(Registry *reg, text **type, Jsonb **data, Jsonb **meta, int32 *version
 	RegType    *t;
 	int32		version = -1;
 	JNode	   *root = NULL;
-	bool		changed = false;
+	Upcaster   *last = NULL;
 
 	t = registry_find_type(reg, VARDATA_ANY(*type), VARSIZE_ANY_EXHDR(*type));
 	if (t == NULL || t->nups == 0)
@@ -858,19 +1032,43 @@ run_chain(Registry *reg, text **type, Jsonb **data, Jsonb **meta, int32 *version
 			for (int i = 0; i < up->nsteps; i++)
 				apply_step(root, &up->steps[i]);
 			if (up->to_type)
-				*type = cstring_to_text_with_len(up->to_type, up->to_typelen);
+			{
+				if (up->to_type_text == NULL)
+					up->to_type_text = (text *)
+						MemoryContextAllocZero(GetMemoryChunkContext(up),
+											   VARHDRSZ + up->to_typelen);
+				if (VARSIZE(up->to_type_text) == 0)
+				{
+					SET_VARSIZE(up->to_type_text, VARHDRSZ + up->to_typelen);
+					memcpy(VARDATA(up->to_type_text), up->to_type, up->to_typelen);
+				}
+				*type = up->to_type_text;
+			}
 		}
 		version = up->to_version;
-		changed = true;
+		last = up;
 		t = registry_find_type(reg, VARDATA_ANY(*type), VARSIZE_ANY_EXHDR(*type));
 		if (t == NULL || t->nups == 0)
 			break;
 	}
-	if (!changed)
+	if (last == NULL)
 		return false;
 	if (root)
 		*data = jnode_to_jsonb(root);
-	*meta = stamp_version(*meta, version);
+	if (*meta == NULL)
+	{
+		/* the common case: a constant, built once */
+		if (last->stamp == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(last));
+
+			last->stamp = stamp_version(NULL, version);
+			MemoryContextSwitchTo(old);
+		}
+		*meta = last->stamp;
+	}
+	else
+		*meta = stamp_version(*meta, version);
 	*version_out = version;
 	return true;
 }
@@ -903,7 +1101,8 @@ static void
 upcaster_reset(EvstoreUpcaster *u)
 {
 	if (u->cxt == NULL)
-		u->cxt = AllocSetContextCreate(u->parent, "evstore upcast", ALLOCSET_DEFAULT_SIZES);
+		u->cxt = AllocSetContextCreate(u->parent, "evstore upcast",
+									   64 * 1024, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
 	else
 		MemoryContextReset(u->cxt);
 }
