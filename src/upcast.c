@@ -583,11 +583,44 @@ pad_to_int(StringInfo buf)
 	int			pad = INTALIGN(buf->len) - buf->len;
 
 	for (int i = 0; i < pad; i++)
-		appendStringInfoCharMacro(buf, '\0');
+		buf->data[buf->len++] = '\0';
 	return pad;
 }
 
 static void encode_object(StringInfo buf, JNode *n);
+
+/* an upper bound of the encoded size of an object node */
+static Size
+object_size_bound(JNode *n)
+{
+	Size		sz = sizeof(uint32);
+
+	for (int i = 0; i < n->n; i++)
+	{
+		JNode	   *v = n->fields[i].val;
+
+		if (v == NULL)
+			continue;
+		sz += 2 * sizeof(JEntry) + n->fields[i].keylen + 3;	/* 3: padding */
+		if (v->is_obj)
+			sz += object_size_bound(v);
+		else if (v->v.type == jbvString)
+			sz += v->v.val.string.len;
+		else if (v->v.type == jbvNumeric)
+			sz += VARSIZE_ANY(v->v.val.numeric);
+		else if (v->v.type == jbvBinary)
+			sz += v->v.val.binary.len;
+	}
+	return sz;
+}
+
+/* append without a capacity check: object_size_bound() made room */
+static inline void
+APPEND_RAW(StringInfo buf, const void *src, int nbytes)
+{
+	memcpy(buf->data + buf->len, src, nbytes);
+	buf->len += nbytes;
+}
 
 /* append one value; returns its JEntry (type and length, padding included) */
 static JEntry
@@ -609,15 +642,15 @@ encode_value(StringInfo buf, JNode *n)
 		case jbvBool:
 			return n->v.val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
 		case jbvString:
-			appendBinaryStringInfo(buf, n->v.val.string.val, n->v.val.string.len);
+			APPEND_RAW(buf, n->v.val.string.val, n->v.val.string.len);
 			return JENTRY_ISSTRING | n->v.val.string.len;
 		case jbvNumeric:
 			pad = pad_to_int(buf);
-			appendBinaryStringInfo(buf, (char *) n->v.val.numeric, VARSIZE_ANY(n->v.val.numeric));
+			APPEND_RAW(buf, (char *) n->v.val.numeric, VARSIZE_ANY(n->v.val.numeric));
 			return JENTRY_ISNUMERIC | (buf->len - start);
 		case jbvBinary:
 			pad = pad_to_int(buf);
-			appendBinaryStringInfo(buf, (char *) n->v.val.binary.data, n->v.val.binary.len);
+			APPEND_RAW(buf, (char *) n->v.val.binary.data, n->v.val.binary.len);
 			return JENTRY_ISCONTAINER | (buf->len - start);
 		default:
 			elog(ERROR, "evstore: unexpected jsonb value type %d", (int) n->v.type);
@@ -639,9 +672,8 @@ encode_object(StringInfo buf, JNode *n)
 		if (n->fields[i].val != NULL)
 			count++;
 	header = count | JB_FOBJECT;
-	appendBinaryStringInfo(buf, (char *) &header, sizeof(uint32));
+	APPEND_RAW(buf, (char *) &header, sizeof(uint32));
 	entries = buf->len;
-	enlargeStringInfo(buf, sizeof(JEntry) * count * 2);
 	buf->len += sizeof(JEntry) * count * 2;
 
 	for (int i = 0; i < n->n; i++)
@@ -650,7 +682,7 @@ encode_object(StringInfo buf, JNode *n)
 
 		if (n->fields[i].val == NULL)
 			continue;
-		appendBinaryStringInfo(buf, n->fields[i].key, n->fields[i].keylen);
+		APPEND_RAW(buf, n->fields[i].key, n->fields[i].keylen);
 		totallen += n->fields[i].keylen;
 		meta = JENTRY_ISSTRING | n->fields[i].keylen;
 		if ((k % JB_OFFSET_STRIDE) == 0)
@@ -680,6 +712,7 @@ jnode_to_jsonb(JNode *root)
 {
 	JsonbParseState *ps = NULL;
 	StringInfoData buf;
+	Size		bound;
 
 	if (!root->is_obj)
 	{
@@ -691,9 +724,17 @@ jnode_to_jsonb(JNode *root)
 		pushJsonbValue(&ps, WJB_ELEM, &root->v);
 		return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_ARRAY, NULL));
 	}
-	initStringInfo(&buf);
+	bound = VARHDRSZ + object_size_bound(root) + 1;
+	if (bound > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("upcast event data exceeds the maximum jsonb size")));
+	buf.maxlen = (int) bound;
+	buf.data = palloc(buf.maxlen);
 	buf.len = VARHDRSZ;
+	buf.cursor = 0;
 	encode_object(&buf, root);
+	Assert(buf.len < buf.maxlen);
 	SET_VARSIZE(buf.data, buf.len);
 	return (Jsonb *) buf.data;
 }
@@ -826,6 +867,7 @@ struct EvstoreUpcaster
 	MemoryContext parent;
 	TupleDesc	desc;
 	TupleTableSlot *out;
+	int			since_reset;	/* events upcast since cxt was reset */
 };
 
 /*
@@ -1100,11 +1142,19 @@ evstore_upcaster_begin(TupleDesc events_desc, EvstoreUpcastMode mode)
 static void
 upcaster_reset(EvstoreUpcaster *u)
 {
+	/*
+	 * The previous event's memory is released in bulk, every few hundred
+	 * kilobytes rather than every event: the result of a call stays valid
+	 * until the next one either way.
+	 */
 	if (u->cxt == NULL)
 		u->cxt = AllocSetContextCreate(u->parent, "evstore upcast",
-									   64 * 1024, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
-	else
+									   256 * 1024, 256 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
+	else if (++u->since_reset >= 64)
+	{
 		MemoryContextReset(u->cxt);
+		u->since_reset = 0;
+	}
 }
 
 /*
