@@ -146,3 +146,23 @@ SELECT evstore.drop_upcaster('Nulled', 1);
 SELECT * FROM pg_temp.err($$SELECT * FROM evstore.read_stream('order-1')$$);
 SELECT evstore.drop_upcaster('PriceSet', 1);
 SELECT count(*) FROM evstore.read_stream('order-1');
+
+-- a role allowed to write the catalog cannot make someone else the owner
+-- of a function upcaster (it would run with that role's privileges)
+CREATE ROLE regress_schema_admin;
+GRANT USAGE ON SCHEMA evstore TO regress_schema_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON evstore.upcasters_catalog TO regress_schema_admin;
+GRANT EXECUTE ON FUNCTION evstore.register_upcaster(text, integer, integer, jsonb, text, regprocedure),
+    evstore._check_upcaster_steps(jsonb) TO regress_schema_admin;
+SET ROLE regress_schema_admin;
+SELECT code FROM pg_temp.err($$INSERT INTO evstore.upcasters_catalog (event_type, from_version, to_version, function, owner)
+    VALUES ('Evil', 1, 2, 'public.order_v2(evstore.events)', (SELECT u.owner FROM evstore.upcasters_catalog u LIMIT 1))$$);
+SELECT evstore.register_upcaster('Own', 1, 2, '[{"op": "drop", "path": "/x"}]');
+SELECT owner FROM evstore.upcasters_catalog WHERE event_type = 'Own';
+RESET ROLE;
+SELECT evstore.drop_upcaster('Own', 1);
+REVOKE ALL ON evstore.upcasters_catalog FROM regress_schema_admin;
+REVOKE ALL ON FUNCTION evstore.register_upcaster(text, integer, integer, jsonb, text, regprocedure),
+    evstore._check_upcaster_steps(jsonb) FROM regress_schema_admin;
+REVOKE ALL ON SCHEMA evstore FROM regress_schema_admin;
+DROP ROLE regress_schema_admin;

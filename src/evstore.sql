@@ -1097,6 +1097,26 @@ CREATE TRIGGER registry_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON evstore.event_validation_modes
     FOR EACH STATEMENT EXECUTE FUNCTION evstore.registry_changed();
 
+-- evstore.upcasters_catalog_check() -> trigger
+-- A function upcaster runs as its owner: only that role (a member of it)
+-- or a superuser may record it as owner, also by writing the table directly.
+CREATE FUNCTION evstore.upcasters_catalog_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(current_user, NEW.owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to register an upcaster owned by role %', NEW.owner
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A function upcaster runs with its owner''s privileges.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER upcasters_catalog_check
+    BEFORE INSERT OR UPDATE ON evstore.upcasters_catalog
+    FOR EACH ROW EXECUTE FUNCTION evstore.upcasters_catalog_check();
+
 -- evstore._check_event_schema(schema jsonb) -> void
 CREATE FUNCTION evstore._check_event_schema(schema jsonb) RETURNS void
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'evstore_check_event_schema';
@@ -1292,6 +1312,7 @@ REVOKE ALL ON evstore.event_schemas_catalog, evstore.upcasters_catalog,
     evstore.event_validation_modes, evstore.event_schemas, evstore.upcasters FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     evstore.registry_changed(),
+    evstore.upcasters_catalog_check(),
     evstore._check_event_schema(jsonb),
     evstore._check_upcaster_steps(jsonb),
     evstore.register_event_schema(text, integer, jsonb),
