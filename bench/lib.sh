@@ -16,7 +16,7 @@ as_pg() { runuser -u postgres -- "$@"; }
 
 # output_plugin_libraries exists only in releases with the CVE-2026-6471 fix
 plugin_libraries_line() {
-    if postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+    if postgres --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null; then
         echo "output_plugin_libraries = 'pgoutput, test_decoding, evstore, wal2json'"
     fi
 }

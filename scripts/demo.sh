@@ -11,7 +11,7 @@ bash "$here/scripts/setup-debian.sh" >/dev/null
 # another PostgreSQL: PG_CONFIG=/path/to/pg_config
 export PATH="$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir):$PATH"
 # output_plugin_libraries exists only in releases with the CVE-2026-6471 fix
-plugin_libs() { postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries' && echo "$1" || true; }
+plugin_libs() { postgres --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null && echo "$1" || true; }
 
 # one build/install at a time per machine (scripts/test.sh takes the same lock)
 exec 9>/tmp/evstore-install.lock
