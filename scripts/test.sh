@@ -36,9 +36,9 @@ work=$(mktemp -d /tmp/evstore-test.XXXXXX)
 cp -a "$here"/. "$work"/
 rm -rf "$work"/.git
 # output_plugin_libraries exists only in releases with the CVE-2026-6471
+# fix; a server without it refuses to start on an unknown setting
 # (no grep -q: under pipefail its early exit can kill postgres with SIGPIPE
 # and make the check fail at random)
-# fix; a server without it refuses to start on an unknown setting
 if ! "$PG_BIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null; then
     sed -i '/^output_plugin_libraries/d' "$work/test/evstore.conf"
     echo "this server has no output_plugin_libraries: left out of test/evstore.conf"
