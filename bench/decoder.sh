@@ -25,7 +25,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # another PostgreSQL: PG_CONFIG=/path/to/pg_config
 export PATH="$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir):$PATH"
 # output_plugin_libraries exists only in releases with the CVE-2026-6471 fix
-plugin_libs() { postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries' && echo "$1" || true; }
+plugin_libs() { postgres --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null && echo "$1" || true; }
 [ -f /usr/lib/postgresql/15/lib/wal2json.so ] || { echo "wal2json is not installed (postgresql-15-wal2json)"; exit 1; }
 
 exec 9>/tmp/evstore-install.lock

@@ -17,6 +17,7 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "schema.h"
 
 #include "access/table.h"
 #include "access/tableam.h"
@@ -389,6 +390,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	PreventCommandIfReadOnly("evstore.append_event()");
 
 	check_batch_ids(evs, n);
+	evstore_schema_prepare_batch(evs, n);	/* schema versions, validation */
 	check_batch_metadata(stream_id, evs, n);
 
 	cat = evstore_catalog();

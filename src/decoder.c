@@ -32,6 +32,7 @@
 #include "evstore.h"
 #include "compat.h"
 #include "decoder.h"
+#include "schema.h"
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
@@ -206,6 +207,7 @@ decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 	data->format = FORMAT_JSON;
 	data->include_transaction = false;
 	data->include_metadata = true;
+	data->upcast = true;
 	data->attnum = events_cache.attnum;
 	decoder_parse_options(data, ctx->output_plugin_options);
 	MemoryContextSwitchTo(old);
@@ -220,6 +222,7 @@ decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 		callback_registered = true;
 	}
 	/* a new session may start at another point of history */
+	evstore_registry_reset_historic();
 	events_cache.valid = false;
 	events_cache.resolved = false;
 }
@@ -336,6 +339,44 @@ filter_match(const NameFilter *f, Datum d, DecoderColumn c)
 	return false;
 }
 
+/*
+ * Declarative upcasters as of the decoded point of history (the registry
+ * is read with the decoding snapshot), and the CloudEvents dataschema of
+ * the event's type and version when a schema is registered for it.
+ */
+static void
+decoder_upcast(DecoderData *data)
+{
+	int32		version = 0;
+	Registry   *reg;
+	text	   *type;
+
+	data->dataschema = NULL;
+	if (COLUMN_IS_NULL(COL_EVENT_TYPE) || COLUMN_IS_NULL(COL_DATA))
+		return;
+	if (data->upcast)
+	{
+		EvstoreUpcaster *up = evstore_upcaster_begin(NULL, UPCAST_DECODER);
+
+		if (up)
+			(void) evstore_upcaster_datums(up, &COLUMN_VALUE(COL_EVENT_TYPE),
+										   &COLUMN_VALUE(COL_DATA),
+										   &COLUMN_VALUE(COL_METADATA),
+										   &COLUMN_IS_NULL(COL_METADATA), &version);
+	}
+	if (data->format != FORMAT_CLOUDEVENTS)
+		return;
+	reg = evstore_registry();
+	if (likely(reg->nschemas == 0))
+		return;
+	if (version == 0)
+		version = evstore_event_schema_version(COLUMN_IS_NULL(COL_METADATA) ? NULL :
+											   DatumGetJsonbP(COLUMN_VALUE(COL_METADATA)));
+	type = DatumGetTextPP(COLUMN_VALUE(COL_EVENT_TYPE));
+	data->dataschema = evstore_dataschema_uri(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type),
+											  version);
+}
+
 static void
 decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			   Relation relation, ReorderBufferChange *change)
@@ -392,6 +433,8 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		skip_change(ctx, data);
 		return;
 	}
+
+	decoder_upcast(data);
 
 	if (!data->sent_begin)
 	{

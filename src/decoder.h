@@ -73,6 +73,10 @@ typedef struct DecoderData
 	bool		include_transaction;
 	bool		include_metadata;
 	char	   *source;			/* cloudevents source, NULL = default */
+	bool		upcast;			/* apply declarative upcasters (default) */
+
+	/* cloudevents dataschema of the current change, or NULL */
+	char	   *dataschema;
 
 	/* ",\"source\":\"...\"" once computed (cloudevents) */
 	char	   *source_json;

@@ -266,7 +266,13 @@ decoder_write_cloudevents(StringInfo out, DecoderData *data)
 		appendStringInfoString(out, ",\"time\":");
 		decoder_append_timestamptz(out, DatumGetTimestampTz(COLUMN_VALUE(COL_RECORDED_AT)));
 	}
-	appendStringInfoString(out, ",\"datacontenttype\":\"application/json\",\"data\":");
+	appendStringInfoString(out, ",\"datacontenttype\":\"application/json\"");
+	if (data->dataschema)
+	{
+		appendStringInfoString(out, ",\"dataschema\":");
+		escape_json(out, data->dataschema);
+	}
+	appendStringInfoString(out, ",\"data\":");
 	if (COLUMN_IS_NULL(COL_DATA))
 		appendStringInfoString(out, "null");
 	else

@@ -132,7 +132,8 @@ decoder_parse_options(DecoderData *data, List *options)
 				seen_format = false,
 				seen_source = false,
 				seen_txn = false,
-				seen_meta = false;
+				seen_meta = false,
+				seen_upcast = false;
 
 	foreach(lc, options)
 	{
@@ -186,11 +187,16 @@ decoder_parse_options(DecoderData *data, List *options)
 			option_twice(elem, &seen_meta);
 			data->include_metadata = option_bool(elem);
 		}
+		else if (strcmp(elem->defname, "upcast") == 0)
+		{
+			option_twice(elem, &seen_upcast);
+			data->upcast = option_bool(elem);
+		}
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized evstore output plugin option \"%s\"",
 							elem->defname),
-					 errhint("Valid options are categories, event-types, format, cloudevents-source, include-transaction and include-metadata.")));
+					 errhint("Valid options are categories, event-types, format, cloudevents-source, include-transaction, include-metadata and upcast.")));
 	}
 }

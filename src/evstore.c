@@ -35,6 +35,11 @@
  *	  shredding_paths.c       the path parser
  *	  shredding_protect.c     protect / reveal
  *
+ *	  Schema evolution (schema.h)
+ *	  schema_registry.c       registry cache, versions and validation on append
+ *	  schema_validate.c       the JSON Schema subset
+ *	  upcast.c                upcasters and their chains, on read
+ *
  *	  Output plugin (decoder.h)
  *	  decoder.c               callbacks, events relation cache, filters
  *	  decoder_options.c       option parsing
@@ -49,6 +54,7 @@
 #include "wakeup.h"
 #include "projections.h"
 #include "shredding.h"
+#include "schema.h"
 
 #include "fmgr.h"
 #include "utils/guc.h"
@@ -70,6 +76,8 @@ _PG_init(void)
 	evstore_wakeup_init();
 	evstore_projections_init();
 	evstore_shredding_init();
+	evstore_schema_init();
+	evstore_upcast_init();
 
 	/*
 	 * Last: every evstore.* setting is defined now, so a name with our

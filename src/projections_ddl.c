@@ -10,6 +10,7 @@
  */
 #include "evstore.h"
 #include "projections.h"
+#include "schema.h"
 #include "compat.h"
 
 #include "access/genam.h"
@@ -526,6 +527,7 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 	PendingStat *pe;
+	EvstoreUpcaster *up;
 
 	if (notice_every < 0)
 		ereport(ERROR,
@@ -565,6 +567,8 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 	scan = evstore_index_beginscan(events, idx, snap, 0, 0);
 	index_rescan(scan, NULL, 0, NULL, 0);
 	slot = table_slot_create(events, NULL);
+	/* a projection sees every event in the current shape of its type */
+	up = evstore_upcaster_begin(RelationGetDescr(events), UPCAST_PROJECTION);
 
 	/* keep the cache (and p) in place while replaying */
 	proj_dispatch_depth++;
@@ -577,15 +581,17 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 			text	   *ecat;
 			text	   *etype;
 			int64		pos;
+			TupleTableSlot *ev;
 
 			CHECK_FOR_INTERRUPTS();
-			ecat = DatumGetTextPP(slot_getattr(slot, Anum_events_category, &isnull));
-			etype = DatumGetTextPP(slot_getattr(slot, Anum_events_event_type, &isnull));
-			pos = DatumGetInt64(slot_getattr(slot, Anum_events_global_position, &isnull));
+			ev = up ? evstore_upcaster_slot(up, slot) : slot;
+			ecat = DatumGetTextPP(slot_getattr(ev, Anum_events_category, &isnull));
+			etype = DatumGetTextPP(slot_getattr(ev, Anum_events_event_type, &isnull));
+			pos = DatumGetInt64(slot_getattr(ev, Anum_events_global_position, &isnull));
 			if (proj_matches(p, VARDATA_ANY(ecat), VARSIZE_ANY_EXHDR(ecat),
 							 VARDATA_ANY(etype), VARSIZE_ANY_EXHDR(etype)))
 			{
-				proj_apply_one(p, slot, VARDATA_ANY(etype), VARSIZE_ANY_EXHDR(etype), true);
+				proj_apply_one(p, ev, VARDATA_ANY(etype), VARSIZE_ANY_EXHDR(etype), true);
 				replayed++;
 				if (notice_every > 0 && replayed % notice_every == 0)
 					ereport(NOTICE,
@@ -609,6 +615,7 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
+	evstore_upcaster_end(up);
 	ExecDropSingleTupleTableSlot(slot);
 	index_endscan(scan);
 	UnregisterSnapshot(snap);

@@ -13,6 +13,7 @@
  */
 #include "evstore.h"
 #include "projections.h"
+#include "schema.h"
 
 #include "access/xact.h"
 #include "compat.h"
@@ -412,6 +413,7 @@ projections_event_hook(Relation events_rel, TupleTableSlot *slot)
 	text	   *type;
 	int			catlen,
 				typelen;
+	EvstoreUpcaster *up;
 
 	if (prev_event_hook)
 		prev_event_hook(events_rel, slot);
@@ -440,6 +442,11 @@ projections_event_hook(Relation events_rel, TupleTableSlot *slot)
 	if (c->n == 0)
 		return;
 
+	/* a projection sees the event in the current shape of its type */
+	up = evstore_upcaster_begin(RelationGetDescr(events_rel), UPCAST_PROJECTION);
+	if (up)
+		slot = evstore_upcaster_slot(up, slot);
+
 	cat = (text *) DatumGetPointer(slot_getattr(slot, Anum_events_category, &isnull));
 	type = (text *) DatumGetPointer(slot_getattr(slot, Anum_events_event_type, &isnull));
 	if (VARATT_IS_EXTENDED(cat) || VARATT_IS_EXTENDED(type))
@@ -457,6 +464,7 @@ projections_event_hook(Relation events_rel, TupleTableSlot *slot)
 		if (proj_matches(p, VARDATA_ANY(cat), catlen, VARDATA_ANY(type), typelen))
 			proj_apply_one(p, slot, VARDATA_ANY(type), typelen, false);
 	}
+	evstore_upcaster_end(up);
 }
 
 void

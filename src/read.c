@@ -15,6 +15,7 @@
  */
 #include "evstore.h"
 #include "compat.h"
+#include "schema.h"
 
 #include "access/genam.h"
 #include "access/relscan.h"
@@ -59,6 +60,7 @@ evstore_read_stream(PG_FUNCTION_ARGS)
 	TupleTableSlot *slot;
 	int64		count = 0;
 	int64		lower;
+	EvstoreUpcaster *up;
 
 	if (has_from && from < 0)
 		ereport(ERROR,
@@ -101,6 +103,7 @@ evstore_read_stream(PG_FUNCTION_ARGS)
 					Int64GetDatum(from));
 
 	slot = table_slot_create(events_rel, NULL);
+	up = evstore_upcaster_begin(RelationGetDescr(events_rel), UPCAST_READ);
 	scan = evstore_index_beginscan(events_rel, index, snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	while (index_getnext_slot(scan, backwards ? BackwardScanDirection : ForwardScanDirection, slot))
@@ -115,10 +118,12 @@ evstore_read_stream(PG_FUNCTION_ARGS)
 			if (v < lower)
 				break;
 		}
-		tuplestore_puttupleslot(rsinfo->setResult, slot);
+		tuplestore_puttupleslot(rsinfo->setResult,
+								up ? evstore_upcaster_slot(up, slot) : slot);
 		if (has_max && ++count >= max_count)
 			break;
 	}
+	evstore_upcaster_end(up);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
@@ -360,10 +365,12 @@ read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 	int			emitted = 0;
 	bool		check_group;
 	ListCell   *lc;
+	EvstoreUpcaster *up;
 
 	/* a snapshot taken after the horizon: it sees every event below it */
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	heap = table_open(cat->events_rel, AccessShareLock);
+	up = evstore_upcaster_begin(RelationGetDescr(heap), UPCAST_READ);
 
 	if (a->ncategories > 0 || a->nprefixes > 0)
 	{
@@ -410,7 +417,8 @@ read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 		CHECK_FOR_INTERRUPTS();
 		if (passes_filters(a, ms->slot, check_group))
 		{
-			tuplestore_puttupleslot(rsinfo->setResult, ms->slot);
+			tuplestore_puttupleslot(rsinfo->setResult,
+									up ? evstore_upcaster_slot(up, ms->slot) : ms->slot);
 			emitted++;
 		}
 		if (merge_advance(ms))
@@ -427,6 +435,7 @@ read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 		ExecDropSingleTupleTableSlot(ms->slot);
 	}
 	binaryheap_free(bh);
+	evstore_upcaster_end(up);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 	UnregisterSnapshot(snapshot);

@@ -236,7 +236,25 @@ $fn$;
 
 -- ==== trust: shredding (0.3.0) ====
 
+-- ==== schema evolution (0.3.0) ====
+-- Event schema versions, the event schema registry (validation on append)
+-- and upcasters (current shapes on read); see docs/schema-evolution.md.
+-- The catalogs are user_catalog_tables so that the output plugin reads
+-- them as of the decoded point of history; they are dumped with the data.
+-- Stored events are never changed.
 
+CREATE TABLE evstore.event_schemas_catalog (
+    event_type    text        NOT NULL,
+    version       integer     NOT NULL,
+    schema        jsonb       NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT event_schemas_catalog_pkey PRIMARY KEY (event_type, version),
+    CONSTRAINT event_schemas_catalog_version_check CHECK (version >= 1),
+    CONSTRAINT event_schemas_catalog_type_check CHECK (event_type <> '')
+) WITH (user_catalog_table = true);
+COMMENT ON TABLE evstore.event_schemas_catalog IS
+    'Registered event schemas; change them only through evstore.register_event_schema/unregister_event_schema';
+SELECT pg_catalog.pg_extension_config_dump('evstore.event_schemas_catalog', '');
 
 
 -- ==== multi-stream appends (0.3.0) ====
@@ -421,4 +439,272 @@ RETURNS SETOF evstore.events
 
 REVOKE ALL ON FUNCTION
     evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean)
+
+CREATE TABLE evstore.upcasters_catalog (
+    event_type    text        NOT NULL,
+    from_version  integer     NOT NULL,
+    to_version    integer     NOT NULL,
+    to_event_type text,
+    steps         jsonb,
+    function      regprocedure,
+    owner         regrole     NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT upcasters_catalog_pkey PRIMARY KEY (event_type, from_version),
+    CONSTRAINT upcasters_catalog_versions_check CHECK (from_version >= 1 AND to_version > from_version),
+    CONSTRAINT upcasters_catalog_form_check CHECK ((steps IS NULL) <> (function IS NULL))
+) WITH (user_catalog_table = true);
+COMMENT ON TABLE evstore.upcasters_catalog IS
+    'Registered upcasters; change them only through evstore.register_upcaster/drop_upcaster';
+SELECT pg_catalog.pg_extension_config_dump('evstore.upcasters_catalog', '');
+
+CREATE TABLE evstore.event_validation_modes (
+    event_type text NOT NULL,
+    mode       text NOT NULL,
+    CONSTRAINT event_validation_modes_pkey PRIMARY KEY (event_type),
+    CONSTRAINT event_validation_modes_mode_check CHECK (mode IN ('off', 'warn', 'enforce'))
+) WITH (user_catalog_table = true);
+COMMENT ON TABLE evstore.event_validation_modes IS
+    'Validation mode per event type, overriding evstore.schema_validation; set with evstore.set_schema_validation';
+SELECT pg_catalog.pg_extension_config_dump('evstore.event_validation_modes', '');
+
+-- evstore.registry_changed() -> trigger
+-- Any change (pg_restore's COPY included) makes every backend, and the
+-- output plugin at this point of history, reload the registry.
+CREATE FUNCTION evstore.registry_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'evstore_registry_changed';
+CREATE TRIGGER registry_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON evstore.event_schemas_catalog
+    FOR EACH STATEMENT EXECUTE FUNCTION evstore.registry_changed();
+CREATE TRIGGER registry_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON evstore.upcasters_catalog
+    FOR EACH STATEMENT EXECUTE FUNCTION evstore.registry_changed();
+CREATE TRIGGER registry_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON evstore.event_validation_modes
+    FOR EACH STATEMENT EXECUTE FUNCTION evstore.registry_changed();
+
+-- evstore.upcasters_catalog_check() -> trigger
+-- A function upcaster runs as its owner: only that role (a member of it)
+-- or a superuser may record it as owner, also by writing the table directly.
+CREATE FUNCTION evstore.upcasters_catalog_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(current_user, NEW.owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to register an upcaster owned by role %', NEW.owner
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A function upcaster runs with its owner''s privileges.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER upcasters_catalog_check
+    BEFORE INSERT OR UPDATE ON evstore.upcasters_catalog
+    FOR EACH ROW EXECUTE FUNCTION evstore.upcasters_catalog_check();
+
+-- evstore._check_event_schema(schema jsonb) -> void
+CREATE FUNCTION evstore._check_event_schema(schema jsonb) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'evstore_check_event_schema';
+
+-- evstore._check_upcaster_steps(steps jsonb) -> void
+CREATE FUNCTION evstore._check_upcaster_steps(steps jsonb) RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'evstore_check_upcaster_steps';
+
+-- evstore.register_event_schema(event_type text, version integer, schema jsonb) -> void
+CREATE FUNCTION evstore.register_event_schema(event_type text, version integer, schema jsonb)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF $1 IS NULL OR $1 = '' THEN
+        RAISE EXCEPTION 'event_type must not be null or empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $2 IS NULL OR $2 < 1 THEN
+        RAISE EXCEPTION 'version must be >= 1, not %', coalesce($2::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $3 IS NULL THEN
+        RAISE EXCEPTION 'schema must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM evstore._check_event_schema($3);
+    -- (ON CONFLICT is not available on a user_catalog_table)
+    UPDATE evstore.event_schemas_catalog c SET schema = $3, registered_at = pg_catalog.now()
+        WHERE c.event_type = $1 AND c.version = $2;
+    IF NOT FOUND THEN
+        INSERT INTO evstore.event_schemas_catalog (event_type, version, schema)
+            VALUES ($1, $2, $3);
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.register_event_schema(text, integer, jsonb) IS
+    'Registers (or replaces) the JSON schema of a version of an event type; appends validate events against it';
+
+-- evstore.unregister_event_schema(event_type text, version integer) -> boolean
+CREATE FUNCTION evstore.unregister_event_schema(event_type text, version integer)
+RETURNS boolean
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    WITH d AS (DELETE FROM evstore.event_schemas_catalog c
+               WHERE c.event_type = $1 AND c.version = $2 RETURNING 1)
+    SELECT count(*) > 0 FROM d;
+$fn$;
+COMMENT ON FUNCTION evstore.unregister_event_schema(text, integer) IS
+    'Removes a registered schema version; true when there was one';
+
+-- evstore.set_schema_validation(event_type text, mode text) -> void
+CREATE FUNCTION evstore.set_schema_validation(event_type text, mode text)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF $1 IS NULL OR $1 = '' THEN
+        RAISE EXCEPTION 'event_type must not be null or empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $2 IS NULL THEN
+        DELETE FROM evstore.event_validation_modes m WHERE m.event_type = $1;
+        RETURN;
+    END IF;
+    IF $2 NOT IN ('off', 'warn', 'enforce') THEN
+        RAISE EXCEPTION 'invalid validation mode "%"', $2
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Valid modes are off, warn and enforce; null restores evstore.schema_validation.';
+    END IF;
+    UPDATE evstore.event_validation_modes m SET mode = $2 WHERE m.event_type = $1;
+    IF NOT FOUND THEN
+        INSERT INTO evstore.event_validation_modes (event_type, mode) VALUES ($1, $2);
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.set_schema_validation(text, text) IS
+    'Validation mode (off, warn, enforce) of one event type; null: the store-wide evstore.schema_validation';
+
+-- evstore.register_upcaster(event_type text, from_version integer,
+--     to_version integer, steps jsonb, to_event_type text,
+--     function regprocedure) -> void
+CREATE FUNCTION evstore.register_upcaster(
+    event_type text,
+    from_version integer,
+    to_version integer,
+    steps jsonb DEFAULT NULL,
+    to_event_type text DEFAULT NULL,
+    function regprocedure DEFAULT NULL)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    argtype oid;
+    rettype oid;
+    nargs integer;
+BEGIN
+    IF $1 IS NULL OR $1 = '' THEN
+        RAISE EXCEPTION 'event_type must not be null or empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $5 = '' THEN
+        RAISE EXCEPTION 'to_event_type must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $2 IS NULL OR $2 < 1 OR $3 IS NULL OR $3 <= $2 THEN
+        RAISE EXCEPTION 'an upcaster goes from a version >= 1 to a higher version, not from % to %',
+            coalesce($2::text, 'null'), coalesce($3::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $4 IS NOT NULL AND $6 IS NOT NULL THEN
+        RAISE EXCEPTION 'an upcaster has steps or a function, not both' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $4 IS NULL AND $6 IS NULL AND $5 IS NULL THEN
+        RAISE EXCEPTION 'an upcaster needs steps, a function or a new event type'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $4 IS NOT NULL THEN
+        PERFORM evstore._check_upcaster_steps($4);
+    END IF;
+    IF $6 IS NOT NULL THEN
+        SELECT p.pronargs, p.proargtypes[0], p.prorettype INTO nargs, argtype, rettype
+            FROM pg_catalog.pg_proc p WHERE p.oid = $6;
+        IF NOT (nargs = 1 AND
+                ((argtype = 'jsonb'::regtype AND rettype = 'jsonb'::regtype) OR
+                 (argtype = 'evstore.events'::regtype AND rettype = 'evstore.events'::regtype))) THEN
+            RAISE EXCEPTION 'upcaster function % must take and return jsonb, or take and return evstore.events', $6
+                USING ERRCODE = 'invalid_function_definition';
+        END IF;
+    END IF;
+    UPDATE evstore.upcasters_catalog u
+        SET to_version = $3, to_event_type = $5,
+            steps = CASE WHEN $6 IS NULL THEN coalesce($4, '[]') END, function = $6,
+            owner = current_user::regrole, created_at = pg_catalog.now()
+        WHERE u.event_type = $1 AND u.from_version = $2;
+    IF NOT FOUND THEN
+        INSERT INTO evstore.upcasters_catalog
+            (event_type, from_version, to_version, to_event_type, steps, function, owner)
+            VALUES ($1, $2, $3, $5, CASE WHEN $6 IS NULL THEN coalesce($4, '[]') END, $6,
+                    current_user::regrole);
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.register_upcaster(text, integer, integer, jsonb, text, regprocedure) IS
+    'Registers (or replaces) the upcaster of an event type from a version: declarative steps or a function, and optionally a new type name';
+
+-- evstore.drop_upcaster(event_type text, from_version integer) -> boolean
+CREATE FUNCTION evstore.drop_upcaster(event_type text, from_version integer)
+RETURNS boolean
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    WITH d AS (DELETE FROM evstore.upcasters_catalog u
+               WHERE u.event_type = $1 AND u.from_version = $2 RETURNING 1)
+    SELECT count(*) > 0 FROM d;
+$fn$;
+COMMENT ON FUNCTION evstore.drop_upcaster(text, integer) IS
+    'Removes the upcaster of an event type from a version; true when there was one';
+
+-- evstore.upcast(event evstore.events) -> evstore.events
+CREATE FUNCTION evstore.upcast(event evstore.events) RETURNS evstore.events
+    LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'evstore_upcast_event';
+COMMENT ON FUNCTION evstore.upcast(evstore.events) IS
+    'The event in the current shape of its type (every registered upcaster applied)';
+
+-- evstore.validate_event(event_type text, data jsonb, version integer) -> text
+CREATE FUNCTION evstore.validate_event(event_type text, data jsonb, version integer DEFAULT NULL)
+RETURNS text
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'evstore_validate_event';
+COMMENT ON FUNCTION evstore.validate_event(text, jsonb, integer) IS
+    'Null when data matches the registered schema of the type (its current version by default), else the rule it breaks and where';
+
+CREATE VIEW evstore.event_schemas AS
+SELECT s.event_type, s.version, s.schema, s.registered_at,
+       s.version = max(s.version) OVER (PARTITION BY s.event_type) AS is_current,
+       coalesce(m.mode, pg_catalog.current_setting('evstore.schema_validation')) AS validation
+  FROM evstore.event_schemas_catalog s
+  LEFT JOIN evstore.event_validation_modes m ON m.event_type = s.event_type;
+COMMENT ON VIEW evstore.event_schemas IS
+    'Registered event schemas with the validation mode that applies to each type';
+
+CREATE VIEW evstore.upcasters AS
+SELECT u.event_type, u.from_version, u.to_version,
+       coalesce(u.to_event_type, u.event_type) AS to_event_type,
+       CASE WHEN u.function IS NULL THEN 'declarative' ELSE 'function' END AS kind,
+       u.steps, u.function, u.owner, u.created_at
+  FROM evstore.upcasters_catalog u;
+COMMENT ON VIEW evstore.upcasters IS
+    'Registered upcasters; chains follow (to_event_type, to_version) to the next one';
+
+REVOKE ALL ON evstore.event_schemas_catalog, evstore.upcasters_catalog,
+    evstore.event_validation_modes, evstore.event_schemas, evstore.upcasters FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    evstore.registry_changed(),
+    evstore.upcasters_catalog_check(),
+    evstore._check_event_schema(jsonb),
+    evstore._check_upcaster_steps(jsonb),
+    evstore.register_event_schema(text, integer, jsonb),
+    evstore.unregister_event_schema(text, integer),
+    evstore.set_schema_validation(text, text),
+    evstore.register_upcaster(text, integer, integer, jsonb, text, regprocedure),
+    evstore.drop_upcaster(text, integer),
+    evstore.upcast(evstore.events),
+    evstore.validate_event(text, jsonb, integer)
 FROM PUBLIC;

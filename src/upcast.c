@@ -1,0 +1,1311 @@
+/*-------------------------------------------------------------------------
+ *
+ * upcast.c
+ *	  Upcasters: turning a stored event of an old schema version into the
+ *	  current shape of its type, on read.  evstore.events is never changed.
+ *
+ * An upcaster takes events of (event_type, from_version) to to_version,
+ * optionally under a new type name.  Upcasters chain: after one applied,
+ * the one registered for (new type, to_version) applies, and so on.
+ * to_version > from_version, so a chain always ends.
+ *
+ * The declarative form is a list of steps on the event's data, applied
+ * here in C on a lazily expanded tree of the JSON object (only the objects
+ * a path goes into are expanded), encoded back once per event:
+ *
+ *	 {"op": "rename", "from": "/a", "to": "/b"}        (also "move")
+ *	 {"op": "copy",   "from": "/a", "to": "/b"}
+ *	 {"op": "drop",   "path": "/a"}                   (also "remove")
+ *	 {"op": "add",    "path": "/a", "value": v}       only when /a is absent
+ *	 {"op": "add",    "path": "/a", "from": "/b", "map": {...}, "value": v}
+ *	        /a computed from /b: its value, or map[its text]; else the default v
+ *	 {"op": "split",  "from": "/name", "to": ["/first", "/last"], "separator": " "}
+ *	 {"op": "merge",  "from": ["/first", "/last"], "to": "/name", "separator": " "}
+ *
+ * Paths are JSON pointers into the data object (object keys only).  A step
+ * whose source is missing does nothing: reads never fail on data.  The
+ * function form calls f(jsonb) -> jsonb (the data) or
+ * f(evstore.events) -> evstore.events (type, data and metadata are taken).
+ *
+ * The result's metadata carries "schema_version" of the version reached.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "schema.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/regproc.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/typcache.h"
+
+bool		evstore_upcast_enabled = true;
+
+typedef enum
+{
+	OP_RENAME,
+	OP_COPY,
+	OP_DROP,
+	OP_ADD,
+	OP_SPLIT,
+	OP_MERGE
+} UpOpKind;
+
+typedef struct UpPath
+{
+	int			n;
+	char	  **keys;
+	int		   *lens;
+} UpPath;
+
+struct UpStep
+{
+	UpOpKind	kind;
+	UpPath		from;			/* rename, copy, drop, add (computed), split */
+	UpPath		to;				/* rename, copy, add, merge */
+	UpPath	   *many;			/* split targets, merge sources */
+	int			nmany;
+	char	   *sep;
+	int			seplen;
+	JsonbValue *value;			/* add: the value or default */
+	JsonbContainer *map;		/* add: lookup object */
+	bool		keep;			/* split/merge: keep the sources */
+};
+
+/* ---------------------------------------------------------------------
+ * Compiling steps
+ * ---------------------------------------------------------------------
+ */
+static void
+bad_step(int i, const char *msg)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid upcaster step %d: %s", i, msg),
+			 errhint("See docs/schema-evolution.md for the declarative steps.")));
+}
+
+static void
+parse_path(JsonbValue *v, UpPath *p, int step, const char *what)
+{
+	const char *s;
+	int			len,
+				i,
+				start;
+	StringInfoData seg;
+
+	if (v == NULL || v->type != jbvString)
+		bad_step(step, psprintf("\"%s\" must be a JSON pointer string", what));
+	s = v->val.string.val;
+	len = v->val.string.len;
+	if (len < 2 || s[0] != '/')
+		bad_step(step, psprintf("\"%s\" must be a JSON pointer to a field, like \"/name\"", what));
+	p->n = 0;
+	for (i = 0; i < len; i++)
+		if (s[i] == '/')
+			p->n++;
+	p->keys = palloc(sizeof(char *) * p->n);
+	p->lens = palloc(sizeof(int) * p->n);
+	initStringInfo(&seg);
+	start = 1;
+	for (int k = 0; k < p->n; k++)
+	{
+		resetStringInfo(&seg);
+		for (i = start; i < len && s[i] != '/'; i++)
+		{
+			if (s[i] == '~' && i + 1 < len && (s[i + 1] == '0' || s[i + 1] == '1'))
+			{
+				appendStringInfoChar(&seg, s[i + 1] == '0' ? '~' : '/');
+				i++;
+			}
+			else
+				appendStringInfoChar(&seg, s[i]);
+		}
+		if (seg.len == 0)
+			bad_step(step, psprintf("\"%s\" has an empty segment", what));
+		p->keys[k] = pnstrdup(seg.data, seg.len);
+		p->lens[k] = seg.len;
+		start = i + 1;
+	}
+}
+
+static JsonbValue *
+step_key(JsonbContainer *c, const char *key)
+{
+	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
+}
+
+static void
+parse_path_list(JsonbValue *v, UpStep *st, int step, const char *what)
+{
+	if (v == NULL || v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
+		JsonContainerSize(v->val.binary.data) < 1)
+		bad_step(step, psprintf("\"%s\" must be a non-empty array of JSON pointers", what));
+	st->nmany = JsonContainerSize(v->val.binary.data);
+	st->many = palloc(sizeof(UpPath) * st->nmany);
+	for (int i = 0; i < st->nmany; i++)
+		parse_path(getIthJsonbValueFromContainer(v->val.binary.data, i), &st->many[i], step, what);
+}
+
+static void
+parse_sep(JsonbContainer *c, UpStep *st, int step)
+{
+	JsonbValue *v = step_key(c, "separator");
+
+	if (v == NULL)
+	{
+		st->sep = " ";
+		st->seplen = 1;
+		return;
+	}
+	if (v->type != jbvString || v->val.string.len == 0)
+		bad_step(step, "\"separator\" must be a non-empty string");
+	st->sep = pnstrdup(v->val.string.val, v->val.string.len);
+	st->seplen = v->val.string.len;
+}
+
+static bool
+op_is(JsonbValue *v, const char *s)
+{
+	return v->val.string.len == (int) strlen(s) &&
+		memcmp(v->val.string.val, s, v->val.string.len) == 0;
+}
+
+/* Compile the steps of a declarative upcaster (a JSON array). */
+UpStep *
+upcast_compile_steps(Jsonb *steps, int *nsteps)
+{
+	int			n;
+	UpStep	   *out;
+
+	if (!JB_ROOT_IS_ARRAY(steps) || JB_ROOT_IS_SCALAR(steps))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("upcaster steps must be a JSON array of step objects")));
+	n = JB_ROOT_COUNT(steps);
+	out = palloc0(sizeof(UpStep) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(&steps->root, i);
+		JsonbContainer *c;
+		JsonbValue *op;
+		UpStep	   *st = &out[i];
+		int			map_len = 0;
+
+		if (e->type != jbvBinary || !JsonContainerIsObject(e->val.binary.data))
+			bad_step(i, "a step must be a JSON object");
+		c = e->val.binary.data;
+		op = step_key(c, "op");
+		if (op == NULL || op->type != jbvString)
+			bad_step(i, "a step needs an \"op\" string");
+		if (op_is(op, "rename") || op_is(op, "move") || op_is(op, "copy"))
+		{
+			st->kind = op_is(op, "copy") ? OP_COPY : OP_RENAME;
+			parse_path(step_key(c, "from"), &st->from, i, "from");
+			parse_path(step_key(c, "to"), &st->to, i, "to");
+		}
+		else if (op_is(op, "drop") || op_is(op, "remove"))
+		{
+			st->kind = OP_DROP;
+			parse_path(step_key(c, "path"), &st->from, i, "path");
+		}
+		else if (op_is(op, "add"))
+		{
+			JsonbValue *from = step_key(c, "from");
+			JsonbValue *map = step_key(c, "map");
+
+			st->kind = OP_ADD;
+			parse_path(step_key(c, "path"), &st->to, i, "path");
+			st->value = step_key(c, "value");
+			if (from)
+				parse_path(from, &st->from, i, "from");
+			else if (st->value == NULL)
+				bad_step(i, "\"add\" needs a \"value\", a \"from\" or both");
+			if (map)
+			{
+				if (!from)
+					bad_step(i, "\"map\" needs a \"from\"");
+				if (map->type != jbvBinary || !JsonContainerIsObject(map->val.binary.data))
+					bad_step(i, "\"map\" must be a JSON object");
+				st->map = map->val.binary.data;
+				map_len = map->val.binary.len;
+			}
+		}
+		else if (op_is(op, "split"))
+		{
+			st->kind = OP_SPLIT;
+			parse_path(step_key(c, "from"), &st->from, i, "from");
+			parse_path_list(step_key(c, "to"), st, i, "to");
+			parse_sep(c, st, i);
+		}
+		else if (op_is(op, "merge"))
+		{
+			st->kind = OP_MERGE;
+			parse_path_list(step_key(c, "from"), st, i, "from");
+			parse_path(step_key(c, "to"), &st->to, i, "to");
+			parse_sep(c, st, i);
+		}
+		else
+			bad_step(i, psprintf("unknown op \"%.*s\"", op->val.string.len, op->val.string.val));
+		if (st->kind == OP_SPLIT || st->kind == OP_MERGE)
+		{
+			JsonbValue *keep = step_key(c, "keep");
+
+			if (keep && keep->type != jbvBool)
+				bad_step(i, "\"keep\" must be a boolean");
+			st->keep = keep && keep->val.boolean;
+		}
+		/* keep the JSON the step points into: copy it */
+		if (st->value)
+		{
+			JsonbValue *copy = palloc(sizeof(JsonbValue));
+
+			*copy = *st->value;
+			if (copy->type == jbvBinary)
+			{
+				Jsonb	   *j = JsonbValueToJsonb(copy);
+
+				copy->val.binary.data = &j->root;
+			}
+			st->value = copy;
+		}
+		if (st->map)
+		{
+			JsonbValue	mv;
+			Jsonb	   *j;
+
+			mv.type = jbvBinary;
+			mv.val.binary.data = st->map;
+			mv.val.binary.len = map_len;
+			j = JsonbValueToJsonb(&mv);
+			st->map = &j->root;
+		}
+	}
+	*nsteps = n;
+	return out;
+}
+
+/* ---------------------------------------------------------------------
+ * A mutable JSON object tree, expanded lazily
+ * ---------------------------------------------------------------------
+ */
+typedef struct JNode JNode;
+
+typedef struct JField
+{
+	char	   *key;
+	int			keylen;
+	JNode	   *val;			/* NULL: removed */
+} JField;
+
+struct JNode
+{
+	bool		is_obj;			/* expanded object: fields */
+	JsonbValue	v;				/* otherwise: a scalar or jbvBinary */
+	JField	   *fields;
+	int			n;
+	int			cap;
+};
+
+static JNode *
+jnode_value(JsonbValue *v)
+{
+	JNode	   *n = palloc(sizeof(JNode));
+
+	n->is_obj = false;
+	n->v = *v;
+	n->fields = NULL;
+	n->n = n->cap = 0;
+	return n;
+}
+
+static JNode *
+jnode_empty_object(void)
+{
+	JNode	   *n = palloc0(sizeof(JNode));
+
+	n->is_obj = true;
+	return n;
+}
+
+/* a child of a container as a JsonbValue (as jsonb_util.c's fillJsonbValue) */
+static void
+fill_value(JEntry e, char *base, uint32 off, uint32 len, JsonbValue *v)
+{
+	if (JBE_ISNULL(e))
+		v->type = jbvNull;
+	else if (JBE_ISSTRING(e))
+	{
+		v->type = jbvString;
+		v->val.string.val = base + off;
+		v->val.string.len = len;
+	}
+	else if (JBE_ISNUMERIC(e))
+	{
+		v->type = jbvNumeric;
+		v->val.numeric = (Numeric) (base + INTALIGN(off));
+	}
+	else if (JBE_ISBOOL_TRUE(e))
+	{
+		v->type = jbvBool;
+		v->val.boolean = true;
+	}
+	else if (JBE_ISBOOL_FALSE(e))
+	{
+		v->type = jbvBool;
+		v->val.boolean = false;
+	}
+	else
+	{
+		v->type = jbvBinary;
+		v->val.binary.data = (JsonbContainer *) (base + INTALIGN(off));
+		v->val.binary.len = len - (INTALIGN(off) - off);
+	}
+}
+
+/*
+ * Expand a jbvBinary object node into fields; false if not an object.
+ * Reads the container's entries directly: the keys come in jsonb order.
+ */
+static bool
+jnode_expand(JNode *n)
+{
+	JsonbContainer *c;
+	int			count;
+	char	   *base;
+	uint32		off = 0;
+	JNode	   *vals;
+
+	if (n->is_obj)
+		return true;
+	if (n->v.type != jbvBinary || !JsonContainerIsObject(n->v.val.binary.data))
+		return false;
+	c = n->v.val.binary.data;
+	count = JsonContainerSize(c);
+	base = (char *) &c->children[count * 2];
+	n->cap = count + 4;
+	n->fields = palloc(sizeof(JField) * n->cap);
+	vals = palloc(sizeof(JNode) * Max(count, 1));
+	for (int i = 0; i < count * 2; i++)
+	{
+		JEntry		e = c->children[i];
+		uint32		end = JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) : off + JBE_OFFLENFLD(e);
+
+		if (i < count)
+		{
+			n->fields[i].key = base + off;
+			n->fields[i].keylen = end - off;
+		}
+		else
+		{
+			JNode	   *v = &vals[i - count];
+
+			v->is_obj = false;
+			v->fields = NULL;
+			v->n = v->cap = 0;
+			fill_value(e, base, off, end - off, &v->v);
+			n->fields[i - count].val = v;
+		}
+		off = end;
+	}
+	n->n = count;
+	n->is_obj = true;
+	return true;
+}
+
+static JField *
+jnode_field(JNode *obj, const char *key, int len)
+{
+	for (int i = 0; i < obj->n; i++)
+		if (obj->fields[i].val != NULL && obj->fields[i].keylen == len &&
+			memcmp(obj->fields[i].key, key, len) == 0)
+			return &obj->fields[i];
+	return NULL;
+}
+
+/*
+ * Add a field (room has been made), keeping the fields in jsonb's key
+ * order (by length, then bytes), so that encoding finds them sorted.
+ */
+static JField *
+jnode_insert(JNode *obj, char *key, int len, JNode *val)
+{
+	int			pos = obj->n;
+
+	while (pos > 0 &&
+		   (obj->fields[pos - 1].keylen > len ||
+			(obj->fields[pos - 1].keylen == len &&
+			 memcmp(obj->fields[pos - 1].key, key, len) > 0)))
+		pos--;
+	memmove(&obj->fields[pos + 1], &obj->fields[pos], sizeof(JField) * (obj->n - pos));
+	obj->fields[pos].key = key;
+	obj->fields[pos].keylen = len;
+	obj->fields[pos].val = val;
+	obj->n++;
+	return &obj->fields[pos];
+}
+
+/* the parent object of the path's last key; create: make missing objects */
+static JNode *
+jnode_parent(JNode *root, const UpPath *p, bool create)
+{
+	JNode	   *cur = root;
+
+	for (int i = 0; i < p->n - 1; i++)
+	{
+		JField	   *f;
+
+		if (!jnode_expand(cur))
+			return NULL;
+		f = jnode_field(cur, p->keys[i], p->lens[i]);
+		if (f == NULL)
+		{
+			if (!create)
+				return NULL;
+			if (cur->n == cur->cap)
+			{
+				cur->cap = Max(cur->cap * 2, 8);
+				cur->fields = cur->fields ?
+					repalloc(cur->fields, sizeof(JField) * cur->cap) :
+					palloc(sizeof(JField) * cur->cap);
+			}
+			f = jnode_insert(cur, p->keys[i], p->lens[i], jnode_empty_object());
+		}
+		cur = f->val;
+	}
+	return jnode_expand(cur) ? cur : NULL;
+}
+
+static JNode *
+jnode_get(JNode *root, const UpPath *p)
+{
+	JNode	   *parent = jnode_parent(root, p, false);
+	JField	   *f;
+
+	if (parent == NULL)
+		return NULL;
+	f = jnode_field(parent, p->keys[p->n - 1], p->lens[p->n - 1]);
+	return f ? f->val : NULL;
+}
+
+static void
+jnode_remove(JNode *root, const UpPath *p)
+{
+	JNode	   *parent = jnode_parent(root, p, false);
+	JField	   *f;
+
+	if (parent == NULL)
+		return;
+	f = jnode_field(parent, p->keys[p->n - 1], p->lens[p->n - 1]);
+	if (f)
+		f->val = NULL;
+}
+
+static void
+jnode_set(JNode *root, const UpPath *p, JNode *val)
+{
+	JNode	   *parent = jnode_parent(root, p, true);
+	JField	   *f;
+
+	if (parent == NULL)
+		return;					/* a non-object in the way: nothing */
+	f = jnode_field(parent, p->keys[p->n - 1], p->lens[p->n - 1]);
+	if (f)
+	{
+		f->val = val;
+		return;
+	}
+	if (parent->n == parent->cap)
+	{
+		parent->cap = Max(parent->cap * 2, 8);
+		parent->fields = parent->fields ?
+			repalloc(parent->fields, sizeof(JField) * parent->cap) :
+			palloc(sizeof(JField) * parent->cap);
+	}
+	jnode_insert(parent, p->keys[p->n - 1], p->lens[p->n - 1], val);
+}
+
+static JNode *
+jnode_string(const char *s, int len)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = len;
+	return jnode_value(&v);
+}
+
+/* text of a scalar node (strings as they are), or NULL */
+static char *
+jnode_text(JNode *n, int *len)
+{
+	char	   *s;
+
+	if (n->is_obj)
+		return NULL;
+	switch (n->v.type)
+	{
+		case jbvString:
+			*len = n->v.val.string.len;
+			return n->v.val.string.val;
+		case jbvNumeric:
+			s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n->v.val.numeric)));
+			*len = strlen(s);
+			return s;
+		case jbvBool:
+			s = n->v.val.boolean ? "true" : "false";
+			*len = strlen(s);
+			return s;
+		default:
+			return NULL;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Encoding the tree straight into the jsonb format (as convertToJsonb
+ * does, without the intermediate JsonbValue tree and its sort: the fields
+ * are kept in key order).  Nested containers that were not expanded are
+ * copied as they are.
+ * ---------------------------------------------------------------------
+ */
+static int
+pad_to_int(StringInfo buf)
+{
+	int			pad = INTALIGN(buf->len) - buf->len;
+
+	for (int i = 0; i < pad; i++)
+		buf->data[buf->len++] = '\0';
+	return pad;
+}
+
+static void encode_object(StringInfo buf, JNode *n);
+
+/* an upper bound of the encoded size of an object node */
+static Size
+object_size_bound(JNode *n)
+{
+	Size		sz = sizeof(uint32);
+
+	for (int i = 0; i < n->n; i++)
+	{
+		JNode	   *v = n->fields[i].val;
+
+		if (v == NULL)
+			continue;
+		sz += 2 * sizeof(JEntry) + n->fields[i].keylen + 3;	/* 3: padding */
+		if (v->is_obj)
+			sz += object_size_bound(v);
+		else if (v->v.type == jbvString)
+			sz += v->v.val.string.len;
+		else if (v->v.type == jbvNumeric)
+			sz += VARSIZE_ANY(v->v.val.numeric);
+		else if (v->v.type == jbvBinary)
+			sz += v->v.val.binary.len;
+	}
+	return sz;
+}
+
+/* append without a capacity check: object_size_bound() made room */
+static inline void
+APPEND_RAW(StringInfo buf, const void *src, int nbytes)
+{
+	memcpy(buf->data + buf->len, src, nbytes);
+	buf->len += nbytes;
+}
+
+/* append one value; returns its JEntry (type and length, padding included) */
+static JEntry
+encode_value(StringInfo buf, JNode *n)
+{
+	int			start = buf->len;
+	int			pad;
+
+	if (n->is_obj)
+	{
+		pad = pad_to_int(buf);
+		encode_object(buf, n);
+		return JENTRY_ISCONTAINER | (buf->len - start);
+	}
+	switch (n->v.type)
+	{
+		case jbvNull:
+			return JENTRY_ISNULL;
+		case jbvBool:
+			return n->v.val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
+		case jbvString:
+			APPEND_RAW(buf, n->v.val.string.val, n->v.val.string.len);
+			return JENTRY_ISSTRING | n->v.val.string.len;
+		case jbvNumeric:
+			pad = pad_to_int(buf);
+			APPEND_RAW(buf, (char *) n->v.val.numeric, VARSIZE_ANY(n->v.val.numeric));
+			return JENTRY_ISNUMERIC | (buf->len - start);
+		case jbvBinary:
+			pad = pad_to_int(buf);
+			APPEND_RAW(buf, (char *) n->v.val.binary.data, n->v.val.binary.len);
+			return JENTRY_ISCONTAINER | (buf->len - start);
+		default:
+			elog(ERROR, "evstore: unexpected jsonb value type %d", (int) n->v.type);
+	}
+	(void) pad;
+	return 0;
+}
+
+static void
+encode_object(StringInfo buf, JNode *n)
+{
+	int			count = 0;
+	int			entries;
+	uint32		header;
+	uint32		totallen = 0;
+	int			k = 0;
+
+	for (int i = 0; i < n->n; i++)
+		if (n->fields[i].val != NULL)
+			count++;
+	header = count | JB_FOBJECT;
+	APPEND_RAW(buf, (char *) &header, sizeof(uint32));
+	entries = buf->len;
+	buf->len += sizeof(JEntry) * count * 2;
+
+	for (int i = 0; i < n->n; i++)
+	{
+		JEntry		meta;
+
+		if (n->fields[i].val == NULL)
+			continue;
+		APPEND_RAW(buf, n->fields[i].key, n->fields[i].keylen);
+		totallen += n->fields[i].keylen;
+		meta = JENTRY_ISSTRING | n->fields[i].keylen;
+		if ((k % JB_OFFSET_STRIDE) == 0)
+			meta = (meta & JENTRY_TYPEMASK) | totallen | JENTRY_HAS_OFF;
+		((JEntry *) (buf->data + entries))[k++] = meta;
+	}
+	for (int i = 0; i < n->n; i++)
+	{
+		JEntry		meta;
+
+		if (n->fields[i].val == NULL)
+			continue;
+		meta = encode_value(buf, n->fields[i].val);
+		totallen += JBE_OFFLENFLD(meta);
+		if (totallen > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("upcast event data exceeds the maximum jsonb size")));
+		if ((k % JB_OFFSET_STRIDE) == 0)
+			meta = (meta & JENTRY_TYPEMASK) | totallen | JENTRY_HAS_OFF;
+		((JEntry *) (buf->data + entries))[k++] = meta;
+	}
+}
+
+static Jsonb *
+jnode_to_jsonb(JNode *root)
+{
+	JsonbParseState *ps = NULL;
+	StringInfoData buf;
+	Size		bound;
+
+	if (!root->is_obj)
+	{
+		if (root->v.type == jbvBinary)
+			return JsonbValueToJsonb(&root->v);
+		/* a scalar root */
+		pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
+		ps->contVal.val.array.rawScalar = true;
+		pushJsonbValue(&ps, WJB_ELEM, &root->v);
+		return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_ARRAY, NULL));
+	}
+	bound = VARHDRSZ + object_size_bound(root) + 1;
+	if (bound > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("upcast event data exceeds the maximum jsonb size")));
+	buf.maxlen = (int) bound;
+	buf.data = palloc(buf.maxlen);
+	buf.len = VARHDRSZ;
+	buf.cursor = 0;
+	encode_object(&buf, root);
+	Assert(buf.len < buf.maxlen);
+	SET_VARSIZE(buf.data, buf.len);
+	return (Jsonb *) buf.data;
+}
+
+static JNode *
+jnode_from_jsonb(Jsonb *j)
+{
+	JsonbValue	v;
+
+	if (JB_ROOT_IS_SCALAR(j))
+	{
+		(void) JsonbExtractScalar(&j->root, &v);
+		return jnode_value(&v);
+	}
+	v.type = jbvBinary;
+	v.val.binary.data = &j->root;
+	v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+	return jnode_value(&v);
+}
+
+/* apply one step; a missing source or a non-object in the way: nothing */
+static void
+apply_step(JNode *root, const UpStep *st)
+{
+	JNode	   *src;
+
+	if (!jnode_expand(root))
+		return;
+	switch (st->kind)
+	{
+		case OP_RENAME:
+		case OP_COPY:
+			src = jnode_get(root, &st->from);
+			if (src == NULL)
+				return;
+			if (st->kind == OP_RENAME)
+				jnode_remove(root, &st->from);
+			jnode_set(root, &st->to, src);
+			break;
+		case OP_DROP:
+			jnode_remove(root, &st->from);
+			break;
+		case OP_ADD:
+			if (jnode_get(root, &st->to) != NULL)
+				return;
+			src = st->from.n > 0 ? jnode_get(root, &st->from) : NULL;
+			if (src != NULL && st->map != NULL)
+			{
+				int			len;
+				char	   *s = jnode_text(src, &len);
+				JsonbValue *mapped = s ? getKeyJsonValueFromContainer(st->map, s, len, NULL) : NULL;
+
+				src = mapped ? jnode_value(mapped) : NULL;
+			}
+			if (src == NULL && st->value != NULL)
+				src = jnode_value(st->value);
+			if (src != NULL)
+				jnode_set(root, &st->to, src);
+			break;
+		case OP_SPLIT:
+			{
+				int			len,
+							part = 0,
+							start = 0;
+				char	   *s;
+
+				src = jnode_get(root, &st->from);
+				if (src == NULL || src->is_obj || src->v.type != jbvString)
+					return;
+				s = src->v.val.string.val;
+				len = src->v.val.string.len;
+				if (!st->keep)
+					jnode_remove(root, &st->from);
+				for (int i = 0; i <= len && part < st->nmany; i++)
+				{
+					bool		at_sep = (part < st->nmany - 1 && i + st->seplen <= len &&
+										  memcmp(s + i, st->sep, st->seplen) == 0);
+
+					if (at_sep || i == len)
+					{
+						jnode_set(root, &st->many[part++], jnode_string(s + start, i - start));
+						if (at_sep)
+						{
+							i += st->seplen - 1;
+							start = i + 1;
+						}
+					}
+				}
+			}
+			break;
+		case OP_MERGE:
+			{
+				StringInfoData buf;
+				bool		any = false;
+
+				initStringInfo(&buf);
+				for (int i = 0; i < st->nmany; i++)
+				{
+					JNode	   *part = jnode_get(root, &st->many[i]);
+					int			len;
+					char	   *s = part ? jnode_text(part, &len) : NULL;
+
+					if (s == NULL)
+						continue;
+					if (any)
+						appendBinaryStringInfo(&buf, st->sep, st->seplen);
+					appendBinaryStringInfo(&buf, s, len);
+					any = true;
+				}
+				if (!any)
+					return;
+				if (!st->keep)
+					for (int i = 0; i < st->nmany; i++)
+						jnode_remove(root, &st->many[i]);
+				jnode_set(root, &st->to, jnode_string(buf.data, buf.len));
+			}
+			break;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Chains
+ * ---------------------------------------------------------------------
+ */
+struct EvstoreUpcaster
+{
+	EvstoreUpcastMode mode;
+	Registry   *reg;
+	MemoryContext cxt;			/* per event, reset before each */
+	MemoryContext parent;
+	TupleDesc	desc;
+	TupleTableSlot *out;
+	int			since_reset;	/* events upcast since cxt was reset */
+};
+
+/*
+ * Call an upcaster's function as the role that registered it, in a
+ * restricted security context (like a projection handler): a reader never
+ * runs someone else's code with its own privileges.
+ */
+static Datum
+invoke_as_owner(Upcaster *up, FunctionCallInfo fcinfo)
+{
+	Oid			save_userid;
+	int			save_sec;
+	Datum		result;
+	int			nest;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	PG_TRY();
+	{
+		if (OidIsValid(up->owner))
+			SetUserIdAndSecContext(up->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+								   SECURITY_RESTRICTED_OPERATION);
+		nest = NewGUCNestLevel();
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+		result = FunctionCallInvoke(fcinfo);
+		AtEOXact_GUC(true, nest);
+	}
+	PG_CATCH();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return result;
+}
+
+/* call a function upcaster; returns the new data (and maybe type, metadata) */
+static void
+call_function(Upcaster *up, text **type, Jsonb **data, Jsonb **meta)
+{
+	Datum		result;
+
+	if (up->func_missing)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the function of the upcaster of event type \"%s\" from version %d does not exist",
+						up->event_type, up->from_version),
+				 errhint("Drop the upcaster with evstore.drop_upcaster() or register it again.")));
+	if (!up->flinfo_ready)
+	{
+		fmgr_info_cxt(up->func, &up->flinfo, CacheMemoryContext);
+		up->flinfo_ready = true;
+	}
+	if (!up->func_takes_row)
+	{
+		LOCAL_FCINFO(fcinfo, 1);
+
+		InitFunctionCallInfoData(*fcinfo, &up->flinfo, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = JsonbPGetDatum(*data);
+		fcinfo->args[0].isnull = false;
+		result = invoke_as_owner(up, fcinfo);
+		if (fcinfo->isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("upcaster function %s returned null", format_procedure(up->func)),
+					 errdetail("It upcasts events of type \"%s\" from version %d.",
+							   up->event_type, up->from_version)));
+		*data = DatumGetJsonbP(result);
+	}
+	else
+	{
+		LOCAL_FCINFO(fcinfo, 1);
+		TupleDesc	td = lookup_rowtype_tupdesc(evstore_catalog()->events_type, -1);
+		Datum		values[Natts_events];
+		bool		nulls[Natts_events];
+		HeapTupleHeader rh;
+		HeapTupleData rt;
+
+		memset(values, 0, sizeof(values));
+		memset(nulls, true, sizeof(nulls));
+		values[Anum_events_event_type - 1] = PointerGetDatum(*type);
+		nulls[Anum_events_event_type - 1] = false;
+		values[Anum_events_data - 1] = JsonbPGetDatum(*data);
+		nulls[Anum_events_data - 1] = false;
+		if (*meta)
+		{
+			values[Anum_events_metadata - 1] = JsonbPGetDatum(*meta);
+			nulls[Anum_events_metadata - 1] = false;
+		}
+		InitFunctionCallInfoData(*fcinfo, &up->flinfo, 1, InvalidOid, NULL, NULL);
+		if (td->natts != Natts_events)
+			elog(ERROR, "evstore: unexpected shape of evstore.events");
+		fcinfo->args[0].value = HeapTupleGetDatum(heap_form_tuple(td, values, nulls));
+		fcinfo->args[0].isnull = false;
+		result = invoke_as_owner(up, fcinfo);
+		if (fcinfo->isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("upcaster function %s returned null", format_procedure(up->func)),
+					 errdetail("It upcasts events of type \"%s\" from version %d.",
+							   up->event_type, up->from_version)));
+		rh = DatumGetHeapTupleHeader(result);
+		rt.t_len = HeapTupleHeaderGetDatumLength(rh);
+		ItemPointerSetInvalid(&rt.t_self);
+		rt.t_tableOid = InvalidOid;
+		rt.t_data = rh;
+		heap_deform_tuple(&rt, td, values, nulls);
+		ReleaseTupleDesc(td);
+		if (nulls[Anum_events_event_type - 1] || nulls[Anum_events_data - 1])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("upcaster function %s returned an event without type or data",
+							format_procedure(up->func))));
+		*type = DatumGetTextPP(values[Anum_events_event_type - 1]);
+		*data = DatumGetJsonbP(values[Anum_events_data - 1]);
+		*meta = nulls[Anum_events_metadata - 1] ? NULL : DatumGetJsonbP(values[Anum_events_metadata - 1]);
+	}
+}
+
+/* metadata with "schema_version": version */
+static Jsonb *
+stamp_version(Jsonb *meta, int32 version)
+{
+	JNode	   *root;
+	JsonbValue	v;
+	UpPath		p;
+	char	   *key = EVSTORE_SCHEMA_VERSION_KEY;
+	int			len = strlen(key);
+
+	if (meta == NULL)
+	{
+		/* the common case: build {"schema_version": N} directly */
+		JsonbParseState *ps = NULL;
+		JsonbValue	k;
+
+		k.type = jbvString;
+		k.val.string.val = key;
+		k.val.string.len = len;
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(version);
+		pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
+		pushJsonbValue(&ps, WJB_KEY, &k);
+		pushJsonbValue(&ps, WJB_VALUE, &v);
+		return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, NULL));
+	}
+	root = jnode_from_jsonb(meta);
+	if (!jnode_expand(root))
+		return meta;
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(version);
+	p.n = 1;
+	p.keys = &key;
+	p.lens = &len;
+	jnode_set(root, &p, jnode_value(&v));
+	return jnode_to_jsonb(root);
+}
+
+/*
+ * Run the chain for one event.  Returns false when no upcaster applies.
+ * declarative_only: stop before a function upcaster.
+ */
+static bool
+run_chain(Registry *reg, text **type, Jsonb **data, Jsonb **meta, int32 *version_out,
+		  bool declarative_only)
+{
+	RegType    *t;
+	int32		version = -1;
+	JNode	   *root = NULL;
+	Upcaster   *last = NULL;
+
+	t = registry_find_type(reg, VARDATA_ANY(*type), VARSIZE_ANY_EXHDR(*type));
+	if (t == NULL || t->nups == 0)
+		return false;
+	version = evstore_event_schema_version(*meta);
+	for (;;)
+	{
+		Upcaster   *up = NULL;
+
+		for (int i = 0; i < t->nups; i++)
+			if (t->ups[i]->from_version == version)
+			{
+				up = t->ups[i];
+				break;
+			}
+		if (up == NULL)
+			break;
+		if (OidIsValid(up->func))
+		{
+			if (declarative_only)
+				break;
+			if (root)
+			{
+				*data = jnode_to_jsonb(root);
+				root = NULL;
+			}
+			call_function(up, type, data, meta);
+		}
+		else
+		{
+			if (root == NULL && up->nsteps > 0)
+				root = jnode_from_jsonb(*data);
+			for (int i = 0; i < up->nsteps; i++)
+				apply_step(root, &up->steps[i]);
+			if (up->to_type)
+			{
+				if (up->to_type_text == NULL)
+					up->to_type_text = (text *)
+						MemoryContextAllocZero(GetMemoryChunkContext(up),
+											   VARHDRSZ + up->to_typelen);
+				if (VARSIZE(up->to_type_text) == 0)
+				{
+					SET_VARSIZE(up->to_type_text, VARHDRSZ + up->to_typelen);
+					memcpy(VARDATA(up->to_type_text), up->to_type, up->to_typelen);
+				}
+				*type = up->to_type_text;
+			}
+		}
+		version = up->to_version;
+		last = up;
+		t = registry_find_type(reg, VARDATA_ANY(*type), VARSIZE_ANY_EXHDR(*type));
+		if (t == NULL || t->nups == 0)
+			break;
+	}
+	if (last == NULL)
+		return false;
+	if (root)
+		*data = jnode_to_jsonb(root);
+	if (*meta == NULL)
+	{
+		/* the common case: a constant, built once */
+		if (last->stamp == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(last));
+
+			last->stamp = stamp_version(NULL, version);
+			MemoryContextSwitchTo(old);
+		}
+		*meta = last->stamp;
+	}
+	else
+		*meta = stamp_version(*meta, version);
+	*version_out = version;
+	return true;
+}
+
+/*
+ * Start upcasting for one read.  NULL when there is nothing to do (upcasting
+ * is off for this reader, or no upcaster is registered): the callers then
+ * skip it entirely.  The registry seen here is the one for the whole read.
+ */
+EvstoreUpcaster *
+evstore_upcaster_begin(TupleDesc events_desc, EvstoreUpcastMode mode)
+{
+	Registry   *reg;
+	EvstoreUpcaster *u;
+
+	if (mode == UPCAST_READ && !evstore_upcast_enabled)
+		return NULL;
+	reg = evstore_registry();
+	if (likely(reg->nupcasters == 0))
+		return NULL;
+	u = palloc0(sizeof(EvstoreUpcaster));
+	u->mode = mode;
+	u->reg = reg;
+	u->desc = events_desc;
+	u->parent = CurrentMemoryContext;
+	return u;
+}
+
+static void
+upcaster_reset(EvstoreUpcaster *u)
+{
+	/*
+	 * The previous event's memory is released in bulk, every few hundred
+	 * kilobytes rather than every event: the result of a call stays valid
+	 * until the next one either way.
+	 */
+	if (u->cxt == NULL)
+		u->cxt = AllocSetContextCreate(u->parent, "evstore upcast",
+									   256 * 1024, 256 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
+	else if (++u->since_reset >= 64)
+	{
+		MemoryContextReset(u->cxt);
+		u->since_reset = 0;
+	}
+}
+
+/*
+ * The event in "in" in its current shape: "in" itself when no upcaster
+ * applies, else a virtual slot valid until the next call.
+ */
+TupleTableSlot *
+evstore_upcaster_slot(EvstoreUpcaster *u, TupleTableSlot *in)
+{
+	bool		isnull;
+	text	   *type;
+	Jsonb	   *data;
+	Jsonb	   *meta;
+	Datum		tdatum = slot_getattr(in, Anum_events_event_type, &isnull);
+	MemoryContext old;
+	int32		version;
+	RegType    *t;
+
+	/* the common case: the type has no upcaster */
+	type = (text *) DatumGetPointer(tdatum);
+	if (VARATT_IS_EXTENDED(type))
+		type = pg_detoast_datum_packed(type);
+	t = registry_find_type(u->reg, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
+	if (t == NULL || t->nups == 0)
+		return in;
+
+	upcaster_reset(u);
+	old = MemoryContextSwitchTo(u->cxt);
+	data = DatumGetJsonbP(slot_getattr(in, Anum_events_data, &isnull));
+	meta = (Jsonb *) DatumGetPointer(slot_getattr(in, Anum_events_metadata, &isnull));
+	meta = isnull ? NULL : DatumGetJsonbP(PointerGetDatum(meta));
+	if (!run_chain(u->reg, &type, &data, &meta, &version, u->mode == UPCAST_DECODER))
+	{
+		MemoryContextSwitchTo(old);
+		return in;
+	}
+	if (u->out == NULL)
+	{
+		MemoryContextSwitchTo(u->parent);
+		u->out = MakeSingleTupleTableSlot(in->tts_tupleDescriptor, &TTSOpsVirtual);
+		MemoryContextSwitchTo(u->cxt);
+	}
+	ExecClearTuple(u->out);
+	slot_getallattrs(in);
+	memcpy(u->out->tts_values, in->tts_values, sizeof(Datum) * in->tts_tupleDescriptor->natts);
+	memcpy(u->out->tts_isnull, in->tts_isnull, sizeof(bool) * in->tts_tupleDescriptor->natts);
+	u->out->tts_values[Anum_events_event_type - 1] = PointerGetDatum(type);
+	u->out->tts_values[Anum_events_data - 1] = JsonbPGetDatum(data);
+	u->out->tts_values[Anum_events_metadata - 1] = JsonbPGetDatum(meta);
+	u->out->tts_isnull[Anum_events_metadata - 1] = (meta == NULL);
+	ExecStoreVirtualTuple(u->out);
+	MemoryContextSwitchTo(old);
+	return u->out;
+}
+
+/*
+ * The same on the three columns (the output plugin); true when changed.
+ * The new values live in the caller's memory context.
+ */
+bool
+evstore_upcaster_datums(EvstoreUpcaster *u, Datum *type, Datum *data,
+						Datum *metadata, bool *metadata_null, int32 *version)
+{
+	text	   *t = DatumGetTextPP(*type);
+	Jsonb	   *d;
+	Jsonb	   *m;
+	RegType    *rt = registry_find_type(u->reg, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+
+	if (rt == NULL || rt->nups == 0)
+		return false;
+	d = DatumGetJsonbP(*data);
+	m = *metadata_null ? NULL : DatumGetJsonbP(*metadata);
+	if (!run_chain(u->reg, &t, &d, &m, version, u->mode == UPCAST_DECODER))
+		return false;
+	*type = PointerGetDatum(t);
+	*data = JsonbPGetDatum(d);
+	*metadata = JsonbPGetDatum(m);
+	*metadata_null = (m == NULL);
+	return true;
+}
+
+void
+evstore_upcaster_end(EvstoreUpcaster *u)
+{
+	if (u == NULL)
+		return;
+	if (u->out)
+		ExecDropSingleTupleTableSlot(u->out);
+	if (u->cxt)
+		MemoryContextDelete(u->cxt);
+	pfree(u);
+}
+
+void
+evstore_upcast_init(void)
+{
+	DefineCustomBoolVariable("evstore.upcast",
+							 "Readers see events in the current shape of their type (upcasters applied).",
+							 "Off: read_stream, read_all and subscription_fetch return events as stored. "
+							 "Projections always see current shapes.",
+							 &evstore_upcast_enabled,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+}
+
+PG_FUNCTION_INFO_V1(evstore_upcast_event);
+
+/* evstore.upcast(event evstore.events) -> evstore.events */
+Datum
+evstore_upcast_event(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader th = PG_GETARG_HEAPTUPLEHEADER(0);
+	TupleDesc	td = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
+											HeapTupleHeaderGetTypMod(th));
+	HeapTupleData tuple;
+	Datum	   *values;
+	bool	   *nulls;
+	text	   *type;
+	Jsonb	   *data;
+	Jsonb	   *meta;
+	int32		version;
+	HeapTuple	result;
+
+	if (td->natts < Natts_events)
+		elog(ERROR, "evstore: unexpected shape of evstore.events");
+	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = th;
+	values = palloc(sizeof(Datum) * td->natts);
+	nulls = palloc(sizeof(bool) * td->natts);
+	heap_deform_tuple(&tuple, td, values, nulls);
+	if (nulls[Anum_events_event_type - 1] || nulls[Anum_events_data - 1])
+	{
+		ReleaseTupleDesc(td);
+		PG_RETURN_DATUM(PointerGetDatum(th));
+	}
+	type = DatumGetTextPP(values[Anum_events_event_type - 1]);
+	data = DatumGetJsonbP(values[Anum_events_data - 1]);
+	meta = nulls[Anum_events_metadata - 1] ? NULL : DatumGetJsonbP(values[Anum_events_metadata - 1]);
+	if (!run_chain(evstore_registry(), &type, &data, &meta, &version, false))
+	{
+		ReleaseTupleDesc(td);
+		PG_RETURN_DATUM(PointerGetDatum(th));
+	}
+	values[Anum_events_event_type - 1] = PointerGetDatum(type);
+	values[Anum_events_data - 1] = JsonbPGetDatum(data);
+	values[Anum_events_metadata - 1] = JsonbPGetDatum(meta);
+	nulls[Anum_events_metadata - 1] = (meta == NULL);
+	result = heap_form_tuple(td, values, nulls);
+	ReleaseTupleDesc(td);
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+}
