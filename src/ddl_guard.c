@@ -163,6 +163,21 @@ check_object(Node *parsetree, ObjectType type, Node *object)
 
 	if (!OidIsValid(ext) || object == NULL)
 		return;
+	/* only kinds of objects the extension has (and no shared objects) */
+	switch (type)
+	{
+		case OBJECT_FUNCTION:
+		case OBJECT_PROCEDURE:
+		case OBJECT_ROUTINE:
+		case OBJECT_AGGREGATE:
+		case OBJECT_TYPE:
+		case OBJECT_DOMAIN:
+		case OBJECT_EVENT_TRIGGER:
+		case OBJECT_LANGUAGE:
+			break;
+		default:
+			return;
+	}
 	addr = get_object_address(type, object, &rel, AccessShareLock, true);
 	if (rel)
 		relation_close(rel, NoLock);
