@@ -920,7 +920,8 @@ call_function(Upcaster *up, text **type, Jsonb **data, Jsonb **meta)
 				 errhint("Drop the upcaster with evstore.drop_upcaster() or register it again.")));
 	if (!up->flinfo_ready)
 	{
-		fmgr_info_cxt(up->func, &up->flinfo, CacheMemoryContext);
+		/* in the registry's memory: freed with it */
+		fmgr_info_cxt(up->func, &up->flinfo, GetMemoryChunkContext(up));
 		up->flinfo_ready = true;
 	}
 	if (!up->func_takes_row)
