@@ -256,190 +256,6 @@ COMMENT ON TABLE evstore.event_schemas_catalog IS
     'Registered event schemas; change them only through evstore.register_event_schema/unregister_event_schema';
 SELECT pg_catalog.pg_extension_config_dump('evstore.event_schemas_catalog', '');
 
-
--- ==== multi-stream appends (0.3.0) ====
--- Several streams in one call, all or nothing, locks taken in one order
--- (docs/reference.md, "Multi-stream transactions").
-
--- evstore.append_multi(appends jsonb)
---     -> TABLE (stream_id text, stream_version bigint, global_position bigint)
-CREATE FUNCTION evstore.append_multi(appends jsonb)
-RETURNS TABLE (stream_id text, stream_version bigint, global_position bigint)
-    LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 2
-    AS 'MODULE_PATHNAME', 'evstore_append_multi';
-COMMENT ON FUNCTION evstore.append_multi(jsonb) IS
-    'Append to several streams atomically: [{"stream_id", "expected_version", "events": [...]}, ...]; locks the streams in byte order of their ids first';
-
--- evstore.lock_streams(stream_ids text[]) -> void
-CREATE FUNCTION evstore.lock_streams(stream_ids text[])
-RETURNS void
-    LANGUAGE c VOLATILE PARALLEL UNSAFE
-    AS 'MODULE_PATHNAME', 'evstore_lock_streams';
-COMMENT ON FUNCTION evstore.lock_streams(text[]) IS
-    'Take the append locks of these streams until the transaction ends, in the order append_multi uses (byte order of the ids)';
-
-REVOKE ALL ON FUNCTION
-    evstore.append_multi(jsonb),
-    evstore.lock_streams(text[])
-FROM PUBLIC;
-
--- ==== metrics (0.3.0) ====
--- Counters per database in shared memory (src/stats.c) and the lag of the
--- horizon, projections and subscriptions, in one place for monitoring
--- (docs/operations.md, "Monitoring"; docs/postgres_exporter.yml).
-
--- evstore._stats_counters() -> record: this database's counters, the
--- position sequence's last value and the read_all horizon
-CREATE FUNCTION evstore._stats_counters(
-    OUT appends bigint, OUT events bigint, OUT conflicts bigint,
-    OUT idempotent_retries bigint, OUT read_all_calls bigint,
-    OUT read_all_events bigint, OUT last_position bigint, OUT horizon bigint,
-    OUT stats_reset timestamptz)
-RETURNS record
-    LANGUAGE c VOLATILE PARALLEL UNSAFE
-    AS 'MODULE_PATHNAME', 'evstore_stats_counters';
-
--- evstore.stats_reset() -> void
-CREATE FUNCTION evstore.stats_reset() RETURNS void
-    LANGUAGE c VOLATILE PARALLEL UNSAFE
-    AS 'MODULE_PATHNAME', 'evstore_stats_reset';
-COMMENT ON FUNCTION evstore.stats_reset() IS
-    'Zero this database''s evstore.stats counters (appends, events, conflicts, retries, read_all)';
-
--- evstore.get_stats() -> record (the one row of evstore.stats)
-CREATE FUNCTION evstore.get_stats(
-    OUT appends bigint, OUT events bigint, OUT conflicts bigint,
-    OUT idempotent_retries bigint, OUT read_all_calls bigint,
-    OUT read_all_events bigint, OUT last_position bigint, OUT horizon bigint,
-    OUT horizon_lag_positions bigint, OUT horizon_lag_seconds double precision,
-    OUT appenders integer, OUT oldest_appender_pid integer,
-    OUT oldest_appender_since timestamptz,
-    OUT projections integer, OUT projections_failed integer,
-    OUT projection_last_error_at timestamptz, OUT projection_rebuild_lag bigint,
-    OUT subscriptions integer, OUT subscription_max_lag bigint,
-    OUT stats_reset timestamptz)
-RETURNS record
-    LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    AS $fn$
-    WITH c AS (SELECT * FROM evstore._stats_counters()),
-    a AS (SELECT ap.pid, ap.min_position, sa.xact_start
-            FROM evstore.appenders() ap
-            LEFT JOIN pg_catalog.pg_stat_activity sa ON sa.pid = ap.pid),
-    oldest AS (SELECT * FROM a ORDER BY a.min_position, a.xact_start LIMIT 1),
-    p AS (SELECT count(*)::integer AS n,
-                 (count(*) FILTER (WHERE s.last_error_at IS NOT NULL))::integer AS failed,
-                 max(s.last_error_at) AS last_error_at
-            FROM evstore.projections_catalog pc
-            LEFT JOIN evstore.projection_stats() s ON s.name = pc.name),
-    r AS (SELECT coalesce(sum(greatest(rp.target_position - rp.at_position, 0)), 0)::bigint AS lag
-            FROM evstore.projection_rebuild_progress() rp),
-    sub AS (SELECT count(DISTINCT sc.subscription)::integer AS n,
-                   max(greatest((SELECT c.horizon FROM c) - sc.acked_position, 0)) AS max_lag
-              FROM evstore.subscription_checkpoints sc)
-    SELECT c.appends, c.events, c.conflicts, c.idempotent_retries,
-           c.read_all_calls, c.read_all_events, c.last_position, c.horizon,
-           greatest(c.last_position - c.horizon, 0),
-           CASE WHEN EXISTS (SELECT FROM oldest) THEN
-               extract(epoch FROM pg_catalog.clock_timestamp() - (SELECT o.xact_start FROM oldest o))::double precision
-           ELSE 0 END,
-           (SELECT count(*)::integer FROM a),
-           (SELECT o.pid FROM oldest o),
-           (SELECT o.xact_start FROM oldest o),
-           p.n, p.failed, p.last_error_at, r.lag,
-           sub.n, coalesce(sub.max_lag, 0),
-           c.stats_reset
-    FROM c, p, r, sub
-$fn$;
-COMMENT ON FUNCTION evstore.get_stats() IS
-    'The row of evstore.stats';
-
-CREATE VIEW evstore.stats AS SELECT * FROM evstore.get_stats();
-COMMENT ON VIEW evstore.stats IS
-    'How the store is doing: counters since stats_reset, horizon lag, the oldest open appender, projection and subscription lag';
-
--- evstore.get_subscription_lag() -> SETOF record (the rows of evstore.subscription_lag)
-CREATE FUNCTION evstore.get_subscription_lag(
-    OUT name text, OUT member integer, OUT group_size integer,
-    OUT acked_position bigint, OUT horizon bigint, OUT lag_positions bigint,
-    OUT last_ack_at timestamptz, OUT seconds_since_ack double precision,
-    OUT consumer text)
-RETURNS SETOF record
-    LANGUAGE sql VOLATILE SECURITY DEFINER ROWS 10
-    SET search_path = pg_catalog, pg_temp
-    AS $fn$
-    WITH h AS (SELECT evstore.read_all_horizon() AS horizon)
-    SELECT sc.subscription, sc.member, sc.group_size, sc.acked_position, h.horizon,
-           greatest(h.horizon - sc.acked_position, 0),
-           sc.updated_at,
-           extract(epoch FROM pg_catalog.clock_timestamp() - sc.updated_at)::double precision,
-           CASE WHEN sc.lease_until > pg_catalog.clock_timestamp() THEN sc.consumer END
-    FROM evstore.subscription_checkpoints sc, h
-    ORDER BY sc.subscription, sc.member
-$fn$;
-COMMENT ON FUNCTION evstore.get_subscription_lag() IS
-    'The rows of evstore.subscription_lag';
-
-CREATE VIEW evstore.subscription_lag AS SELECT * FROM evstore.get_subscription_lag();
-COMMENT ON VIEW evstore.subscription_lag IS
-    'Each subscription member''s acknowledged position and how far the read_all horizon is ahead of it';
-
-REVOKE ALL ON evstore.stats, evstore.subscription_lag FROM PUBLIC;
-REVOKE ALL ON FUNCTION
-    evstore._stats_counters(),
-    evstore.stats_reset(),
-    evstore.get_stats(),
-    evstore.get_subscription_lag()
-FROM PUBLIC;
--- monitoring tools run as members of pg_monitor
-GRANT SELECT ON evstore.stats, evstore.subscription_lag TO pg_monitor;
-GRANT EXECUTE ON FUNCTION evstore.get_stats(), evstore.get_subscription_lag() TO pg_monitor;
-
--- ==== read_all filters (0.3.0) ====
--- read_all gains category_prefixes and include_system (docs/reference.md).
--- A new parameter means a new signature: the function is dropped and
--- created again, which loses its grants; say which ones to give again.
-DO $do$
-DECLARE
-    g record;
-BEGIN
-    FOR g IN
-        SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                    ELSE pg_catalog.quote_ident(r.rolname) END AS grantee
-        FROM pg_catalog.pg_proc p,
-             pg_catalog.aclexplode(p.proacl) a
-             LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-        WHERE p.oid = 'evstore.read_all(bigint, integer, text[], text[], integer, integer)'::pg_catalog.regprocedure
-          AND a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE'
-    LOOP
-        RAISE WARNING 'evstore.read_all() has a new signature: EXECUTE granted to % is dropped with the old one', g.grantee
-            USING HINT = format('After the update, run: GRANT EXECUTE ON FUNCTION evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean) TO %s;', g.grantee);
-    END LOOP;
-END
-$do$;
-
-DROP FUNCTION evstore.read_all(bigint, integer, text[], text[], integer, integer);
-
--- evstore.read_all(after_position bigint, max_count integer, categories text[],
---     event_types text[], group_member integer, group_size integer,
---     category_prefixes text[], include_system boolean)
---     -> SETOF evstore.events
-CREATE FUNCTION evstore.read_all(
-    after_position bigint DEFAULT 0,
-    max_count integer DEFAULT 1000,
-    categories text[] DEFAULT NULL,
-    event_types text[] DEFAULT NULL,
-    group_member integer DEFAULT NULL,
-    group_size integer DEFAULT NULL,
-    category_prefixes text[] DEFAULT NULL,
-    include_system boolean DEFAULT true)
-RETURNS SETOF evstore.events
-    LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1000
-    AS 'MODULE_PATHNAME', 'evstore_read_all';
-
-REVOKE ALL ON FUNCTION
-    evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean)
-
 CREATE TABLE evstore.upcasters_catalog (
     event_type    text        NOT NULL,
     from_version  integer     NOT NULL,
@@ -707,4 +523,188 @@ REVOKE ALL ON FUNCTION
     evstore.drop_upcaster(text, integer),
     evstore.upcast(evstore.events),
     evstore.validate_event(text, jsonb, integer)
+FROM PUBLIC;
+
+-- ==== multi-stream appends (0.3.0) ====
+-- Several streams in one call, all or nothing, locks taken in one order
+-- (docs/reference.md, "Multi-stream transactions").
+
+-- evstore.append_multi(appends jsonb)
+--     -> TABLE (stream_id text, stream_version bigint, global_position bigint)
+CREATE FUNCTION evstore.append_multi(appends jsonb)
+RETURNS TABLE (stream_id text, stream_version bigint, global_position bigint)
+    LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 2
+    AS 'MODULE_PATHNAME', 'evstore_append_multi';
+COMMENT ON FUNCTION evstore.append_multi(jsonb) IS
+    'Append to several streams atomically: [{"stream_id", "expected_version", "events": [...]}, ...]; locks the streams in byte order of their ids first';
+
+-- evstore.lock_streams(stream_ids text[]) -> void
+CREATE FUNCTION evstore.lock_streams(stream_ids text[])
+RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_lock_streams';
+COMMENT ON FUNCTION evstore.lock_streams(text[]) IS
+    'Take the append locks of these streams until the transaction ends, in the order append_multi uses (byte order of the ids)';
+
+REVOKE ALL ON FUNCTION
+    evstore.append_multi(jsonb),
+    evstore.lock_streams(text[])
+FROM PUBLIC;
+
+-- ==== metrics (0.3.0) ====
+-- Counters per database in shared memory (src/stats.c) and the lag of the
+-- horizon, projections and subscriptions, in one place for monitoring
+-- (docs/operations.md, "Monitoring"; docs/postgres_exporter.yml).
+
+-- evstore._stats_counters() -> record: this database's counters, the
+-- position sequence's last value and the read_all horizon
+CREATE FUNCTION evstore._stats_counters(
+    OUT appends bigint, OUT events bigint, OUT conflicts bigint,
+    OUT idempotent_retries bigint, OUT read_all_calls bigint,
+    OUT read_all_events bigint, OUT last_position bigint, OUT horizon bigint,
+    OUT stats_reset timestamptz)
+RETURNS record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_stats_counters';
+
+-- evstore.stats_reset() -> void
+CREATE FUNCTION evstore.stats_reset() RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_stats_reset';
+COMMENT ON FUNCTION evstore.stats_reset() IS
+    'Zero this database''s evstore.stats counters (appends, events, conflicts, retries, read_all)';
+
+-- evstore.get_stats() -> record (the one row of evstore.stats)
+CREATE FUNCTION evstore.get_stats(
+    OUT appends bigint, OUT events bigint, OUT conflicts bigint,
+    OUT idempotent_retries bigint, OUT read_all_calls bigint,
+    OUT read_all_events bigint, OUT last_position bigint, OUT horizon bigint,
+    OUT horizon_lag_positions bigint, OUT horizon_lag_seconds double precision,
+    OUT appenders integer, OUT oldest_appender_pid integer,
+    OUT oldest_appender_since timestamptz,
+    OUT projections integer, OUT projections_failed integer,
+    OUT projection_last_error_at timestamptz, OUT projection_rebuild_lag bigint,
+    OUT subscriptions integer, OUT subscription_max_lag bigint,
+    OUT stats_reset timestamptz)
+RETURNS record
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    WITH c AS (SELECT * FROM evstore._stats_counters()),
+    a AS (SELECT ap.pid, ap.min_position, sa.xact_start
+            FROM evstore.appenders() ap
+            LEFT JOIN pg_catalog.pg_stat_activity sa ON sa.pid = ap.pid),
+    oldest AS (SELECT * FROM a ORDER BY a.min_position, a.xact_start LIMIT 1),
+    p AS (SELECT count(*)::integer AS n,
+                 (count(*) FILTER (WHERE s.last_error_at IS NOT NULL))::integer AS failed,
+                 max(s.last_error_at) AS last_error_at
+            FROM evstore.projections_catalog pc
+            LEFT JOIN evstore.projection_stats() s ON s.name = pc.name),
+    r AS (SELECT coalesce(sum(greatest(rp.target_position - rp.at_position, 0)), 0)::bigint AS lag
+            FROM evstore.projection_rebuild_progress() rp),
+    sub AS (SELECT count(DISTINCT sc.subscription)::integer AS n,
+                   max(greatest((SELECT c.horizon FROM c) - sc.acked_position, 0)) AS max_lag
+              FROM evstore.subscription_checkpoints sc)
+    SELECT c.appends, c.events, c.conflicts, c.idempotent_retries,
+           c.read_all_calls, c.read_all_events, c.last_position, c.horizon,
+           greatest(c.last_position - c.horizon, 0),
+           CASE WHEN EXISTS (SELECT FROM oldest) THEN
+               extract(epoch FROM pg_catalog.clock_timestamp() - (SELECT o.xact_start FROM oldest o))::double precision
+           ELSE 0 END,
+           (SELECT count(*)::integer FROM a),
+           (SELECT o.pid FROM oldest o),
+           (SELECT o.xact_start FROM oldest o),
+           p.n, p.failed, p.last_error_at, r.lag,
+           sub.n, coalesce(sub.max_lag, 0),
+           c.stats_reset
+    FROM c, p, r, sub
+$fn$;
+COMMENT ON FUNCTION evstore.get_stats() IS
+    'The row of evstore.stats';
+
+CREATE VIEW evstore.stats AS SELECT * FROM evstore.get_stats();
+COMMENT ON VIEW evstore.stats IS
+    'How the store is doing: counters since stats_reset, horizon lag, the oldest open appender, projection and subscription lag';
+
+-- evstore.get_subscription_lag() -> SETOF record (the rows of evstore.subscription_lag)
+CREATE FUNCTION evstore.get_subscription_lag(
+    OUT name text, OUT member integer, OUT group_size integer,
+    OUT acked_position bigint, OUT horizon bigint, OUT lag_positions bigint,
+    OUT last_ack_at timestamptz, OUT seconds_since_ack double precision,
+    OUT consumer text)
+RETURNS SETOF record
+    LANGUAGE sql VOLATILE SECURITY DEFINER ROWS 10
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    WITH h AS (SELECT evstore.read_all_horizon() AS horizon)
+    SELECT sc.subscription, sc.member, sc.group_size, sc.acked_position, h.horizon,
+           greatest(h.horizon - sc.acked_position, 0),
+           sc.updated_at,
+           extract(epoch FROM pg_catalog.clock_timestamp() - sc.updated_at)::double precision,
+           CASE WHEN sc.lease_until > pg_catalog.clock_timestamp() THEN sc.consumer END
+    FROM evstore.subscription_checkpoints sc, h
+    ORDER BY sc.subscription, sc.member
+$fn$;
+COMMENT ON FUNCTION evstore.get_subscription_lag() IS
+    'The rows of evstore.subscription_lag';
+
+CREATE VIEW evstore.subscription_lag AS SELECT * FROM evstore.get_subscription_lag();
+COMMENT ON VIEW evstore.subscription_lag IS
+    'Each subscription member''s acknowledged position and how far the read_all horizon is ahead of it';
+
+REVOKE ALL ON evstore.stats, evstore.subscription_lag FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    evstore._stats_counters(),
+    evstore.stats_reset(),
+    evstore.get_stats(),
+    evstore.get_subscription_lag()
+FROM PUBLIC;
+-- monitoring tools run as members of pg_monitor
+GRANT SELECT ON evstore.stats, evstore.subscription_lag TO pg_monitor;
+GRANT EXECUTE ON FUNCTION evstore.get_stats(), evstore.get_subscription_lag() TO pg_monitor;
+
+-- ==== read_all filters (0.3.0) ====
+-- read_all gains category_prefixes and include_system (docs/reference.md).
+-- A new parameter means a new signature: the function is dropped and
+-- created again, which loses its grants; say which ones to give again.
+DO $do$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN
+        SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                    ELSE pg_catalog.quote_ident(r.rolname) END AS grantee
+        FROM pg_catalog.pg_proc p,
+             pg_catalog.aclexplode(p.proacl) a
+             LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        WHERE p.oid = 'evstore.read_all(bigint, integer, text[], text[], integer, integer)'::pg_catalog.regprocedure
+          AND a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE'
+    LOOP
+        RAISE WARNING 'evstore.read_all() has a new signature: EXECUTE granted to % is dropped with the old one', g.grantee
+            USING HINT = format('After the update, run: GRANT EXECUTE ON FUNCTION evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean) TO %s;', g.grantee);
+    END LOOP;
+END
+$do$;
+
+DROP FUNCTION evstore.read_all(bigint, integer, text[], text[], integer, integer);
+
+-- evstore.read_all(after_position bigint, max_count integer, categories text[],
+--     event_types text[], group_member integer, group_size integer,
+--     category_prefixes text[], include_system boolean)
+--     -> SETOF evstore.events
+CREATE FUNCTION evstore.read_all(
+    after_position bigint DEFAULT 0,
+    max_count integer DEFAULT 1000,
+    categories text[] DEFAULT NULL,
+    event_types text[] DEFAULT NULL,
+    group_member integer DEFAULT NULL,
+    group_size integer DEFAULT NULL,
+    category_prefixes text[] DEFAULT NULL,
+    include_system boolean DEFAULT true)
+RETURNS SETOF evstore.events
+    LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1000
+    AS 'MODULE_PATHNAME', 'evstore_read_all';
+
+REVOKE ALL ON FUNCTION
+    evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean)
 FROM PUBLIC;
