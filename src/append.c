@@ -614,64 +614,14 @@ evstore_append_event(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(evstore_append_result_datum(fcinfo, &result));
 }
 
-static const char *
-jbv_type_name(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
-		case jbvArray:
-			return "array";
-		case jbvObject:
-			return "object";
-		default:
-			return "value";
-	}
-}
-
-static JsonbValue *
-get_key(JsonbContainer *obj, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	return findJsonbValueFromContainer(obj, JB_FOBJECT, &k);
-}
-
 /* Name the first key of an event object that we do not know. */
 static void
 reject_unknown_keys(JsonbContainer *obj)
 {
-	JsonbIterator *it = JsonbIteratorInit(obj);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
+	static const char *const keys[] = {"type", "data", "metadata", "id", NULL};
 
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok != WJB_KEY)
-			continue;
-		if ((v.val.string.len == 4 && strncmp(v.val.string.val, "type", 4) == 0) ||
-			(v.val.string.len == 4 && strncmp(v.val.string.val, "data", 4) == 0) ||
-			(v.val.string.len == 8 && strncmp(v.val.string.val, "metadata", 8) == 0) ||
-			(v.val.string.len == 2 && strncmp(v.val.string.val, "id", 2) == 0))
-			continue;
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown key \"%.*s\" in event object",
-						v.val.string.len, v.val.string.val),
-				 errhint("An event object has the keys \"type\", \"data\", \"metadata\" and \"id\".")));
-	}
+	evstore_jsonb_reject_unknown_keys(obj, keys, "event object",
+									  "An event object has the keys \"type\", \"data\", \"metadata\" and \"id\".");
 }
 
 static void
@@ -684,10 +634,10 @@ parse_event(JsonbValue *elem, EvstoreNewEvent *ev)
 	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event must be a JSON object, not %s", jbv_type_name(elem))));
+				 errmsg("event must be a JSON object, not %s", evstore_jsonb_type_name(elem))));
 	obj = elem->val.binary.data;
 
-	v = get_key(obj, "type");
+	v = evstore_jsonb_key(obj, "type");
 	if (v == NULL || v->type == jbvNull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -696,11 +646,11 @@ parse_event(JsonbValue *elem, EvstoreNewEvent *ev)
 	if (v->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event \"type\" must be a string, not %s", jbv_type_name(v))));
+				 errmsg("event \"type\" must be a string, not %s", evstore_jsonb_type_name(v))));
 	ev->type = cstring_to_text_with_len(v->val.string.val, v->val.string.len);
 	check_type_text(ev->type);
 
-	v = get_key(obj, "data");
+	v = evstore_jsonb_key(obj, "data");
 	if (v == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -710,7 +660,7 @@ parse_event(JsonbValue *elem, EvstoreNewEvent *ev)
 	ev->data = JsonbValueToJsonb(v);
 
 	ev->metadata = NULL;
-	v = get_key(obj, "metadata");
+	v = evstore_jsonb_key(obj, "metadata");
 	if (v != NULL)
 	{
 		known++;
@@ -720,13 +670,13 @@ parse_event(JsonbValue *elem, EvstoreNewEvent *ev)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("event \"metadata\" must be a JSON object or null, not %s",
-								jbv_type_name(v))));
+								evstore_jsonb_type_name(v))));
 			ev->metadata = JsonbValueToJsonb(v);
 		}
 	}
 
 	ev->has_id = false;
-	v = get_key(obj, "id");
+	v = evstore_jsonb_key(obj, "id");
 	if (v != NULL)
 	{
 		known++;
@@ -737,7 +687,7 @@ parse_event(JsonbValue *elem, EvstoreNewEvent *ev)
 			if (v->type != jbvString)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("event \"id\" must be a UUID string, not %s", jbv_type_name(v))));
+						 errmsg("event \"id\" must be a UUID string, not %s", evstore_jsonb_type_name(v))));
 			s = pnstrdup(v->val.string.val, v->val.string.len);
 			ev->id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(s)));
 			ev->has_id = true;

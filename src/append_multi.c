@@ -67,63 +67,14 @@ multi_error_callback(void *arg)
 		errcontext("element %d of appends", mc->index);
 }
 
-static const char *
-value_type_name(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
-		case jbvArray:
-			return "array";
-		case jbvObject:
-			return "object";
-		default:
-			return "value";
-	}
-}
-
-static JsonbValue *
-object_key(JsonbContainer *obj, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	return findJsonbValueFromContainer(obj, JB_FOBJECT, &k);
-}
-
 /* Name the first key of an element that is not one of ours. */
 static void
 reject_unknown_element_keys(JsonbContainer *obj)
 {
-	JsonbIterator *it = JsonbIteratorInit(obj);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
+	static const char *const keys[] = {"stream_id", "expected_version", "events", NULL};
 
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok != WJB_KEY)
-			continue;
-		if ((v.val.string.len == 9 && strncmp(v.val.string.val, "stream_id", 9) == 0) ||
-			(v.val.string.len == 16 && strncmp(v.val.string.val, "expected_version", 16) == 0) ||
-			(v.val.string.len == 6 && strncmp(v.val.string.val, "events", 6) == 0))
-			continue;
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown key \"%.*s\" in appends element",
-						v.val.string.len, v.val.string.val),
-				 errhint("An element of appends has the keys \"stream_id\", \"expected_version\" and \"events\".")));
-	}
+	evstore_jsonb_reject_unknown_keys(obj, keys, "appends element",
+									  "An element of appends has the keys \"stream_id\", \"expected_version\" and \"events\".");
 }
 
 static int64
@@ -136,7 +87,7 @@ parse_expected_version(JsonbValue *v)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"expected_version\" must be an integer or null, not %s",
-						value_type_name(v))));
+						evstore_jsonb_type_name(v))));
 	num = NumericGetDatum(v->val.numeric);
 	expected = DatumGetInt64(DirectFunctionCall1(numeric_int8, num));
 	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, num,
@@ -160,11 +111,11 @@ parse_item(JsonbValue *elem, MultiItem *item, MultiContext *mc)
 	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("appends element must be a JSON object, not %s", value_type_name(elem)),
+				 errmsg("appends element must be a JSON object, not %s", evstore_jsonb_type_name(elem)),
 				 errhint("Pass e.g. '[{\"stream_id\": \"order-1\", \"expected_version\": 0, \"events\": [...]}, ...]'.")));
 	obj = elem->val.binary.data;
 
-	v = object_key(obj, "stream_id");
+	v = evstore_jsonb_key(obj, "stream_id");
 	if (v == NULL || v->type == jbvNull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -173,7 +124,7 @@ parse_item(JsonbValue *elem, MultiItem *item, MultiContext *mc)
 	if (v->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"stream_id\" must be a string, not %s", value_type_name(v))));
+				 errmsg("\"stream_id\" must be a string, not %s", evstore_jsonb_type_name(v))));
 	if (v->val.string.len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -190,7 +141,7 @@ parse_item(JsonbValue *elem, MultiItem *item, MultiContext *mc)
 
 	item->has_expected = false;
 	item->expected = 0;
-	v = object_key(obj, "expected_version");
+	v = evstore_jsonb_key(obj, "expected_version");
 	if (v != NULL)
 	{
 		known++;
@@ -201,7 +152,7 @@ parse_item(JsonbValue *elem, MultiItem *item, MultiContext *mc)
 		}
 	}
 
-	v = object_key(obj, "events");
+	v = evstore_jsonb_key(obj, "events");
 	if (v == NULL || v->type == jbvNull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -211,7 +162,7 @@ parse_item(JsonbValue *elem, MultiItem *item, MultiContext *mc)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"events\" must be a JSON array of event objects, not %s",
-						value_type_name(v))));
+						evstore_jsonb_type_name(v))));
 	events = v->val.binary.data;
 	item->n = JsonContainerSize(events);
 	if (item->n == 0)

@@ -148,3 +148,71 @@ evstore_uuid_generate_v7(PG_FUNCTION_ARGS)
 	evstore_uuid_v7(u->data);
 	PG_RETURN_UUID_P(u);
 }
+
+/* The JSON type of a value, for error messages. */
+const char *
+evstore_jsonb_type_name(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "string";
+		case jbvNumeric:
+			return "number";
+		case jbvBool:
+			return "boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
+		case jbvArray:
+			return "array";
+		case jbvObject:
+			return "object";
+		default:
+			return "value";
+	}
+}
+
+/* The value of key in a JSON object, or NULL. */
+JsonbValue *
+evstore_jsonb_key(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	return findJsonbValueFromContainer(obj, JB_FOBJECT, &k);
+}
+
+/*
+ * Refuse a JSON object with a key that is not in keys (NULL-terminated):
+ * what names the object in the message, hint lists the keys it may have.
+ */
+void
+evstore_jsonb_reject_unknown_keys(JsonbContainer *obj, const char *const *keys,
+								  const char *what, const char *hint)
+{
+	JsonbIterator *it = JsonbIteratorInit(obj);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		bool		known = false;
+
+		if (tok != WJB_KEY)
+			continue;
+		for (int i = 0; keys[i] != NULL && !known; i++)
+			known = (v.val.string.len == (int) strlen(keys[i]) &&
+					 strncmp(v.val.string.val, keys[i], v.val.string.len) == 0);
+		if (known)
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown key \"%.*s\" in %s",
+						v.val.string.len, v.val.string.val, what),
+				 errhint("%s", hint)));
+	}
+}
