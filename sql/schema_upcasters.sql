@@ -166,3 +166,18 @@ REVOKE ALL ON FUNCTION evstore.register_upcaster(text, integer, integer, jsonb, 
     evstore._check_upcaster_steps(jsonb) FROM regress_schema_admin;
 REVOKE ALL ON SCHEMA evstore FROM regress_schema_admin;
 DROP ROLE regress_schema_admin;
+
+-- a function upcaster runs someone else's code in the reader's session:
+-- every setting it changes is rolled back when it returns
+CREATE FUNCTION public.leaky_upcaster(d jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('statement_timeout', '4711', false);
+    PERFORM pg_catalog.set_config('search_path', 'public', false);
+    RETURN d || '{"v": 2}';
+END $$;
+SELECT evstore.register_upcaster('Leaky', 1, 2, function => 'public.leaky_upcaster(jsonb)');
+SELECT evstore.append_event('leaky-1', 'Leaky', '{}', '{"schema_version": 1}') IS NOT NULL AS appended;
+SHOW statement_timeout;
+SELECT data FROM evstore.read_stream('leaky-1');
+SHOW statement_timeout;
+SHOW search_path;

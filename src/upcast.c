@@ -894,7 +894,8 @@ invoke_as_owner(Upcaster *up, FunctionCallInfo fcinfo)
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 								 true, 0, false);
 		result = FunctionCallInvoke(fcinfo);
-		AtEOXact_GUC(true, nest);
+		/* false: a plain SET or set_config(..., false) is undone too */
+		AtEOXact_GUC(false, nest);
 	}
 	PG_CATCH();
 	{
