@@ -417,8 +417,6 @@ check_drop_events(Oid relid)
 {
 	Oid			nsp;
 	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
 	bool		has_events;
 
 	if (allow_drop_with_events || !IsTransactionState())
@@ -437,11 +435,7 @@ check_drop_events(Oid relid)
 		return;
 
 	rel = table_open(relid, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);
-	has_events = table_scan_getnextslot(scan, ForwardScanDirection, slot);
-	table_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	has_events = evstore_relation_has_rows(rel);
 	table_close(rel, AccessShareLock);
 
 	if (has_events)

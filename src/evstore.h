@@ -222,6 +222,7 @@ extern int	evstore_category_len(const char *stream_id, int len);
 extern void evstore_uuid_v7(unsigned char *out);
 extern char *evstore_text_arg(FunctionCallInfo fcinfo, int argno,
 							  const char *what, int *len);
+extern bool evstore_relation_has_rows(Relation rel);
 extern const char *evstore_jsonb_type_name(JsonbValue *v);
 extern JsonbValue *evstore_jsonb_key(JsonbContainer *obj, const char *key);
 extern void evstore_jsonb_reject_unknown_keys(JsonbContainer *obj,

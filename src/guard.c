@@ -130,8 +130,6 @@ evstore_guard_copy_from(CopyStmt *stmt)
 	Oid			relid;
 	const char *name;
 	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
 	bool		has_rows;
 
 	if (!stmt->is_from || stmt->relation == NULL)
@@ -149,11 +147,7 @@ evstore_guard_copy_from(CopyStmt *stmt)
 
 	LockRelationOid(relid, ExclusiveLock);
 	rel = table_open(relid, NoLock);
-	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);
-	has_rows = table_scan_getnextslot(scan, ForwardScanDirection, slot);
-	table_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	has_rows = evstore_relation_has_rows(rel);
 	table_close(rel, NoLock);
 
 	if (has_rows)

@@ -10,8 +10,11 @@
 #include <sys/time.h>
 #include <uuid/uuid.h>
 
+#include "access/tableam.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/uuid.h"
 
 /*
@@ -215,4 +218,17 @@ evstore_jsonb_reject_unknown_keys(JsonbContainer *obj, const char *const *keys,
 						v.val.string.len, v.val.string.val, what),
 				 errhint("%s", hint)));
 	}
+}
+
+/* Whether the table holds a row visible to a fresh snapshot. */
+bool
+evstore_relation_has_rows(Relation rel)
+{
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TableScanDesc scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);
+	bool		found = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
 }
