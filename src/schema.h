@@ -45,8 +45,9 @@ extern SchemaNode *schema_compile(Jsonb *schema);
 extern const char *schema_validate(SchemaNode *node, Jsonb *data,
 								   char **pointer, const char **rule);
 
-/* upcast.c: a compiled upcaster step list (opaque) */
+/* upcast.c: a compiled upcaster step list and chain program (opaque) */
 typedef struct UpStep UpStep;
+typedef struct UpProgram UpProgram;
 
 extern UpStep *upcast_compile_steps(Jsonb *steps, int *nsteps);
 
@@ -68,8 +69,8 @@ typedef struct Upcaster
 	FmgrInfo	flinfo;
 	bool		flinfo_ready;
 	/* built on first use, in the registry's memory */
-	text	   *to_type_text;	/* to_type as text */
 	Jsonb	   *stamp;			/* {"schema_version": to_version} */
+	UpProgram  *program;		/* declarative: the chain run from here */
 } Upcaster;
 
 /* one registered schema */

@@ -328,8 +328,9 @@ registry_load(Registry *r, int idx)
 			up->to_version = DatumGetInt32(slot_getattr(s.slot, Anum_uc_to_version, &isnull));
 			up->to_type = text_col(s.slot, Anum_uc_to_event_type, &up->to_typelen);
 			d = slot_getattr(s.slot, Anum_uc_steps, &isnull);
+			/* a copy: the compiled steps point into it (strings, numbers) */
 			if (!isnull)
-				up->steps = upcast_compile_steps(DatumGetJsonbP(d), &up->nsteps);
+				up->steps = upcast_compile_steps(DatumGetJsonbPCopy(d), &up->nsteps);
 			d = slot_getattr(s.slot, Anum_uc_function, &isnull);
 			up->func = isnull ? InvalidOid : DatumGetObjectId(d);
 			d = slot_getattr(s.slot, Anum_uc_owner, &isnull);

@@ -313,6 +313,7 @@ struct JNode
 	JField	   *fields;
 	int			n;
 	int			cap;
+	const JsonbValue *cv;		/* an "add" step's constant value, or NULL */
 };
 
 static JNode *
@@ -324,6 +325,7 @@ jnode_value(JsonbValue *v)
 	n->v = *v;
 	n->fields = NULL;
 	n->n = n->cap = 0;
+	n->cv = NULL;
 	return n;
 }
 
@@ -411,6 +413,7 @@ jnode_expand(JNode *n)
 			v->is_obj = false;
 			v->fields = NULL;
 			v->n = v->cap = 0;
+			v->cv = NULL;
 			fill_value(e, base, off, end - off, &v->v);
 			n->fields[i - count].val = v;
 		}
@@ -790,7 +793,10 @@ apply_step(JNode *root, const UpStep *st)
 				src = mapped ? jnode_value(mapped) : NULL;
 			}
 			if (src == NULL && st->value != NULL)
+			{
 				src = jnode_value(st->value);
+				src->cv = st->value;
+			}
 			if (src != NULL)
 				jnode_set(root, &st->to, src);
 			break;
@@ -853,6 +859,372 @@ apply_step(JNode *root, const UpStep *st)
 			}
 			break;
 	}
+}
+
+/* ---------------------------------------------------------------------
+ * Chain programs
+ *
+ * The declarative run of a chain from one upcaster (until the chain ends
+ * or reaches a function upcaster) is compiled on first use into a flat
+ * program: all its steps, the type and version it ends at.  It lives in
+ * the registry's memory, so it goes with the registry when an upcaster or
+ * schema changes (the relcache callback).
+ *
+ * When every step is a top-level rename, copy, drop or add (constant or
+ * from another field, no map), what comes out depends only on which keys
+ * the data object has, not on its values.  Events of one type and version
+ * nearly always have the same keys, so the program keeps a few "shapes":
+ * for one set of input keys, the output's keys and where each value comes
+ * from (an input field or a step's constant).  An event of a known shape
+ * is then encoded straight from the stored jsonb: the keys part is copied
+ * as prepared, each value copied as it is stored.  The first event of a
+ * shape goes through the tree, which gives the shape; the result is the
+ * same, byte for byte.
+ * ---------------------------------------------------------------------
+ */
+#define UP_MAX_SHAPES		4
+#define UP_SHAPE_MAX_KEYS	64
+
+typedef struct UpShape
+{
+	void	   *mem;			/* everything below, in one chunk */
+	int			nin;			/* the input: number of keys */
+	JEntry	   *in_entries;		/* its key JEntries */
+	char	   *in_keys;		/* its key bytes */
+	uint32		in_keylen;
+	int			nout;			/* the output: number of keys */
+	char	   *head;			/* header and key JEntries */
+	char	   *out_keys;		/* key bytes */
+	uint32		out_keylen;
+	int		   *src;			/* per output value: input index, or -1 */
+	JNode	   *consts;			/* per output value with src -1 */
+	Size		const_bound;	/* encoded size bound of the constants */
+} UpShape;
+
+struct UpProgram
+{
+	const UpStep **steps;		/* every step, in order */
+	int			nsteps;
+	text	   *to_type;		/* the type at the end, or NULL: unchanged */
+	int32		to_version;		/* the version at the end */
+	Upcaster   *last;			/* the last upcaster applied */
+	bool		by_shape;		/* all steps allow shapes */
+	UpShape		shapes[UP_MAX_SHAPES];
+	int			nshapes;
+	int			next_shape;		/* the one replaced when all are taken */
+	uint64		hits;			/* events of a known shape */
+	uint64		misses;			/* shapes made */
+};
+
+static Upcaster *
+find_upcaster(RegType *t, int32 version)
+{
+	for (int i = 0; i < t->nups; i++)
+		if (t->ups[i]->from_version == version)
+			return t->ups[i];
+	return NULL;
+}
+
+/* a step whose result depends only on the keys present */
+static bool
+step_by_shape(const UpStep *st)
+{
+	switch (st->kind)
+	{
+		case OP_RENAME:
+		case OP_COPY:
+			return st->from.n == 1 && st->to.n == 1;
+		case OP_DROP:
+			return st->from.n == 1;
+		case OP_ADD:
+			return st->to.n == 1 && st->from.n <= 1 && st->map == NULL;
+		default:
+			return false;
+	}
+}
+
+/* the program of the declarative run from "first" (built on first use) */
+static UpProgram *
+upcast_program(Registry *reg, Upcaster *first)
+{
+	MemoryContext old;
+	UpProgram  *prog;
+	Upcaster   *up = first;
+	List	   *steps = NIL;
+	char	   *type = NULL;
+	int			typelen = 0;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (likely(first->program != NULL))
+		return first->program;
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(first));
+	prog = palloc0(sizeof(UpProgram));
+	prog->by_shape = true;
+	while (up != NULL && !OidIsValid(up->func))
+	{
+		RegType    *t;
+
+		for (int k = 0; k < up->nsteps; k++)
+		{
+			steps = lappend(steps, &up->steps[k]);
+			prog->by_shape &= step_by_shape(&up->steps[k]);
+		}
+		if (up->to_type)
+		{
+			type = up->to_type;
+			typelen = up->to_typelen;
+		}
+		prog->to_version = up->to_version;
+		prog->last = up;
+		t = registry_find_type(reg, type ? type : up->event_type,
+							   type ? typelen : up->typelen);
+		up = (t != NULL) ? find_upcaster(t, up->to_version) : NULL;
+	}
+	prog->nsteps = list_length(steps);
+	prog->steps = palloc(sizeof(UpStep *) * Max(prog->nsteps, 1));
+	foreach(lc, steps)
+		prog->steps[i++] = lfirst(lc);
+	list_free(steps);
+	if (type)
+		prog->to_type = cstring_to_text_with_len(type, typelen);
+	prog->by_shape &= prog->nsteps > 0;
+	MemoryContextSwitchTo(old);
+	first->program = prog;
+	return prog;
+}
+
+/* where the keys and values of an object container are; false: too many */
+static bool
+object_layout(JsonbContainer *c, uint32 *keylen, uint32 *voff, uint32 *vlen)
+{
+	int			count = JsonContainerSize(c);
+	uint32		off = 0;
+
+	if (count > UP_SHAPE_MAX_KEYS)
+		return false;
+	for (int i = 0; i < count * 2; i++)
+	{
+		JEntry		e = c->children[i];
+		uint32		end = JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) : off + JBE_OFFLENFLD(e);
+
+		if (i == count)
+			*keylen = off;
+		if (i >= count)
+		{
+			voff[i - count] = off;
+			vlen[i - count] = end - off;
+		}
+		off = end;
+	}
+	if (count == 0)
+		*keylen = 0;
+	return true;
+}
+
+/* the shape of this event's keys through the program, made from the tree */
+static UpShape *
+shape_build(UpProgram *prog, Jsonb *data, uint32 in_keylen)
+{
+	JNode	   *root = jnode_from_jsonb(data);
+	JNode	   *vals;
+	int			nin;
+	int			nout = 0;
+	int			k = 0;
+	uint32		totallen = 0;
+	uint32		out_keylen = 0;
+	UpShape    *sh;
+	char	   *mem;
+
+	if (!jnode_expand(root))
+		return NULL;
+	nin = root->n;
+	vals = nin > 0 ? root->fields[0].val : NULL;
+	for (int i = 0; i < prog->nsteps; i++)
+		apply_step(root, prog->steps[i]);
+	for (int i = 0; i < root->n; i++)
+	{
+		JNode	   *v = root->fields[i].val;
+
+		if (v == NULL)
+			continue;
+		if (!((v >= vals && v < vals + nin) || (v->cv != NULL && !v->is_obj)))
+		{
+			/* cannot happen with the steps allowed; take the tree always */
+			prog->by_shape = false;
+			return NULL;
+		}
+		nout++;
+	}
+	if (nout > UP_SHAPE_MAX_KEYS)
+	{
+		prog->by_shape = false;
+		return NULL;
+	}
+
+	/*
+	 * Shapes that keep changing (optional keys) are not worth it: after a
+	 * few dozen, when less than four in five events found theirs, the tree
+	 * does it from now on.
+	 */
+	if (++prog->misses >= 32 && prog->misses * 4 > prog->hits)
+		prog->by_shape = false;
+
+	for (int i = 0; i < root->n; i++)
+		if (root->fields[i].val != NULL)
+			out_keylen += root->fields[i].keylen;
+	if (prog->nshapes < UP_MAX_SHAPES)
+		sh = &prog->shapes[prog->nshapes++];
+	else
+	{
+		/* all taken: replace one */
+		sh = &prog->shapes[prog->next_shape];
+		prog->next_shape = (prog->next_shape + 1) % UP_MAX_SHAPES;
+		pfree(sh->mem);
+	}
+	sh->nin = 0;				/* matches nothing until complete */
+	mem = MemoryContextAllocZero(GetMemoryChunkContext(prog),
+								 sizeof(JNode) * nout + sizeof(int) * nout +
+								 sizeof(JEntry) * (nin + nout + 1) +
+								 in_keylen + out_keylen + 1);
+	sh->mem = mem;
+	sh->consts = (JNode *) mem;
+	mem += sizeof(JNode) * nout;
+	sh->src = (int *) mem;
+	mem += sizeof(int) * nout;
+	sh->in_entries = (JEntry *) mem;
+	mem += sizeof(JEntry) * nin;
+	sh->head = mem;
+	mem += sizeof(uint32) + sizeof(JEntry) * nout;
+	sh->in_keys = mem;
+	mem += in_keylen;
+	sh->out_keys = mem;
+	memcpy(sh->in_entries, data->root.children, sizeof(JEntry) * nin);
+	memcpy(sh->in_keys, (char *) &data->root.children[nin * 2], in_keylen);
+	sh->in_keylen = in_keylen;
+	sh->out_keylen = out_keylen;
+	sh->const_bound = 0;
+	*(uint32 *) sh->head = nout | JB_FOBJECT;
+	for (int i = 0; i < root->n; i++)
+	{
+		JNode	   *v = root->fields[i].val;
+		JEntry		meta;
+
+		if (v == NULL)
+			continue;
+		memcpy(sh->out_keys + totallen, root->fields[i].key, root->fields[i].keylen);
+		totallen += root->fields[i].keylen;
+		meta = JENTRY_ISSTRING | root->fields[i].keylen;
+		if ((k % JB_OFFSET_STRIDE) == 0)
+			meta = (meta & JENTRY_TYPEMASK) | totallen | JENTRY_HAS_OFF;
+		((JEntry *) (sh->head + sizeof(uint32)))[k] = meta;
+		if (v >= vals && v < vals + nin)
+			sh->src[k] = (int) (v - vals);
+		else
+		{
+			sh->src[k] = -1;
+			sh->consts[k].v = *v->cv;
+			sh->const_bound += 3;
+			if (v->cv->type == jbvString)
+				sh->const_bound += v->cv->val.string.len;
+			else if (v->cv->type == jbvNumeric)
+				sh->const_bound += VARSIZE_ANY(v->cv->val.numeric);
+			else if (v->cv->type == jbvBinary)
+				sh->const_bound += v->cv->val.binary.len;
+		}
+		k++;
+	}
+	sh->nout = nout;
+	sh->nin = nin;
+	return sh;
+}
+
+/*
+ * The program's result for an object of a known (or new) shape, encoded
+ * straight from the stored jsonb; NULL when the tree must do it.
+ */
+static Jsonb *
+shape_apply(UpProgram *prog, Jsonb *data)
+{
+	JsonbContainer *c = &data->root;
+	int			nin;
+	uint32		keylen = 0;
+	uint32		voff[UP_SHAPE_MAX_KEYS];
+	uint32		vlen[UP_SHAPE_MAX_KEYS];
+	UpShape    *sh = NULL;
+	char	   *base;
+	StringInfoData buf;
+	Size		bound;
+	JEntry	   *entries;
+	uint32		totallen;
+
+	if (!JB_ROOT_IS_OBJECT(data) || !object_layout(c, &keylen, voff, vlen))
+		return NULL;
+	nin = JsonContainerSize(c);
+	base = (char *) &c->children[nin * 2];
+	for (int i = 0; i < prog->nshapes; i++)
+	{
+		UpShape    *s = &prog->shapes[i];
+
+		if (s->nin == nin && s->in_keylen == keylen &&
+			memcmp(s->in_entries, c->children, sizeof(JEntry) * nin) == 0 &&
+			memcmp(s->in_keys, base, keylen) == 0)
+		{
+			sh = s;
+			break;
+		}
+	}
+	if (sh != NULL)
+		prog->hits++;
+	else if ((sh = shape_build(prog, data, keylen)) == NULL)
+		return NULL;
+
+	bound = VARHDRSZ + sizeof(uint32) + 2 * sizeof(JEntry) * sh->nout +
+		sh->out_keylen + sh->const_bound + 1;
+	for (int k = 0; k < sh->nout; k++)
+		if (sh->src[k] >= 0)
+			bound += vlen[sh->src[k]] + 3;
+	if (bound > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("upcast event data exceeds the maximum jsonb size")));
+	buf.maxlen = (int) bound;
+	buf.data = palloc(buf.maxlen);
+	buf.cursor = 0;
+	buf.len = VARHDRSZ;
+	APPEND_RAW(&buf, sh->head, sizeof(uint32) + sizeof(JEntry) * sh->nout);
+	entries = (JEntry *) (buf.data + VARHDRSZ + sizeof(uint32));
+	buf.len += sizeof(JEntry) * sh->nout;
+	APPEND_RAW(&buf, sh->out_keys, sh->out_keylen);
+	totallen = sh->out_keylen;
+	for (int k = 0; k < sh->nout; k++)
+	{
+		JEntry		meta;
+		int			idx = sh->nout + k;
+
+		if (sh->src[k] >= 0)
+		{
+			JNode		v;
+
+			v.is_obj = false;
+			fill_value(c->children[nin + sh->src[k]], base,
+					   voff[sh->src[k]], vlen[sh->src[k]], &v.v);
+			meta = encode_value(&buf, &v);
+		}
+		else
+			meta = encode_value(&buf, &sh->consts[k]);
+		totallen += JBE_OFFLENFLD(meta);
+		if (totallen > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("upcast event data exceeds the maximum jsonb size")));
+		if ((idx % JB_OFFSET_STRIDE) == 0)
+			meta = (meta & JENTRY_TYPEMASK) | totallen | JENTRY_HAS_OFF;
+		entries[idx] = meta;
+	}
+	Assert(buf.len < buf.maxlen);
+	SET_VARSIZE(buf.data, buf.len);
+	return (Jsonb *) buf.data;
 }
 
 /* ---------------------------------------------------------------------
@@ -1031,74 +1403,62 @@ stamp_version(Jsonb *meta, int32 version)
 
 /*
  * Run the chain for one event.  Returns false when no upcaster applies.
- * declarative_only: stop before a function upcaster.
+ * t: the registry's entry of the event's type.  declarative_only: stop
+ * before a function upcaster.
  */
 static bool
-run_chain(Registry *reg, text **type, Jsonb **data, Jsonb **meta, int32 *version_out,
-		  bool declarative_only)
+run_chain(Registry *reg, RegType *t, text **type, Jsonb **data, Jsonb **meta,
+		  int32 *version_out, bool declarative_only)
 {
-	RegType    *t;
-	int32		version = -1;
-	JNode	   *root = NULL;
+	int32		version;
 	Upcaster   *last = NULL;
 
-	t = registry_find_type(reg, VARDATA_ANY(*type), VARSIZE_ANY_EXHDR(*type));
 	if (t == NULL || t->nups == 0)
 		return false;
 	version = evstore_event_schema_version(*meta);
 	for (;;)
 	{
-		Upcaster   *up = NULL;
+		Upcaster   *up = find_upcaster(t, version);
 
-		for (int i = 0; i < t->nups; i++)
-			if (t->ups[i]->from_version == version)
-			{
-				up = t->ups[i];
-				break;
-			}
 		if (up == NULL)
 			break;
 		if (OidIsValid(up->func))
 		{
 			if (declarative_only)
 				break;
-			if (root)
-			{
-				*data = jnode_to_jsonb(root);
-				root = NULL;
-			}
 			call_function(up, type, data, meta);
+			version = up->to_version;
+			last = up;
 		}
 		else
 		{
-			if (root == NULL && up->nsteps > 0)
-				root = jnode_from_jsonb(*data);
-			for (int i = 0; i < up->nsteps; i++)
-				apply_step(root, &up->steps[i]);
-			if (up->to_type)
+			UpProgram  *prog = upcast_program(reg, up);
+
+			if (prog->nsteps > 0)
 			{
-				if (up->to_type_text == NULL)
-					up->to_type_text = (text *)
-						MemoryContextAllocZero(GetMemoryChunkContext(up),
-											   VARHDRSZ + up->to_typelen);
-				if (VARSIZE(up->to_type_text) == 0)
+				Jsonb	   *res = prog->by_shape ? shape_apply(prog, *data) : NULL;
+
+				if (res == NULL)
 				{
-					SET_VARSIZE(up->to_type_text, VARHDRSZ + up->to_typelen);
-					memcpy(VARDATA(up->to_type_text), up->to_type, up->to_typelen);
+					JNode	   *root = jnode_from_jsonb(*data);
+
+					for (int i = 0; i < prog->nsteps; i++)
+						apply_step(root, prog->steps[i]);
+					res = jnode_to_jsonb(root);
 				}
-				*type = up->to_type_text;
+				*data = res;
 			}
+			if (prog->to_type)
+				*type = prog->to_type;
+			version = prog->to_version;
+			last = prog->last;
 		}
-		version = up->to_version;
-		last = up;
 		t = registry_find_type(reg, VARDATA_ANY(*type), VARSIZE_ANY_EXHDR(*type));
 		if (t == NULL || t->nups == 0)
 			break;
 	}
 	if (last == NULL)
 		return false;
-	if (root)
-		*data = jnode_to_jsonb(root);
 	if (*meta == NULL)
 	{
 		/* the common case: a constant, built once */
@@ -1188,7 +1548,7 @@ evstore_upcaster_slot(EvstoreUpcaster *u, TupleTableSlot *in)
 	data = DatumGetJsonbP(slot_getattr(in, Anum_events_data, &isnull));
 	meta = (Jsonb *) DatumGetPointer(slot_getattr(in, Anum_events_metadata, &isnull));
 	meta = isnull ? NULL : DatumGetJsonbP(PointerGetDatum(meta));
-	if (!run_chain(u->reg, &type, &data, &meta, &version, u->mode == UPCAST_DECODER))
+	if (!run_chain(u->reg, t, &type, &data, &meta, &version, u->mode == UPCAST_DECODER))
 	{
 		MemoryContextSwitchTo(old);
 		return in;
@@ -1229,7 +1589,7 @@ evstore_upcaster_datums(EvstoreUpcaster *u, Datum *type, Datum *data,
 		return false;
 	d = DatumGetJsonbP(*data);
 	m = *metadata_null ? NULL : DatumGetJsonbP(*metadata);
-	if (!run_chain(u->reg, &t, &d, &m, version, u->mode == UPCAST_DECODER))
+	if (!run_chain(u->reg, rt, &t, &d, &m, version, u->mode == UPCAST_DECODER))
 		return false;
 	*type = PointerGetDatum(t);
 	*data = JsonbPGetDatum(d);
@@ -1280,6 +1640,7 @@ evstore_upcast_event(PG_FUNCTION_ARGS)
 	Jsonb	   *meta;
 	int32		version;
 	HeapTuple	result;
+	Registry   *reg;
 
 	if (td->natts < Natts_events)
 		elog(ERROR, "evstore: unexpected shape of evstore.events");
@@ -1298,7 +1659,9 @@ evstore_upcast_event(PG_FUNCTION_ARGS)
 	type = DatumGetTextPP(values[Anum_events_event_type - 1]);
 	data = DatumGetJsonbP(values[Anum_events_data - 1]);
 	meta = nulls[Anum_events_metadata - 1] ? NULL : DatumGetJsonbP(values[Anum_events_metadata - 1]);
-	if (!run_chain(evstore_registry(), &type, &data, &meta, &version, false))
+	reg = evstore_registry();
+	if (!run_chain(reg, registry_find_type(reg, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)),
+				   &type, &data, &meta, &version, false))
 	{
 		ReleaseTupleDesc(td);
 		PG_RETURN_DATUM(PointerGetDatum(th));
