@@ -18,6 +18,8 @@
  *	  guard.c        append-only triggers, direct INSERT and COPY refused
  *	  ddl_guard.c    DDL on evstore's objects refused, DROP with events
  *	  util.c         category, hashing, UUIDv7, argument helpers
+ *	  sandbox.c      running another role's code (projection handlers,
+ *	                 upcaster functions) leaving nothing in the session
  *	  compat.h       every difference between PostgreSQL majors
  *
  *	  Projections (projections.h): read models kept in the appending transaction
@@ -69,6 +71,7 @@ _PG_init(void)
 	evstore_catalog_init();
 	evstore_guard_init();
 	evstore_ddl_guard_init();
+	evstore_sandbox_init();
 	evstore_shmem_init();
 	evstore_fence_init();
 	evstore_append_init();

@@ -15,6 +15,7 @@
 #include "access/skey.h"
 #include "nodes/execnodes.h"
 #include "nodes/parsenodes.h"
+#include "storage/lock.h"
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -228,6 +229,46 @@ extern JsonbValue *evstore_jsonb_key(JsonbContainer *obj, const char *key);
 extern void evstore_jsonb_reject_unknown_keys(JsonbContainer *obj,
 											  const char *const *keys,
 											  const char *what, const char *hint);
+
+/*
+ * sandbox.c: running another role's code (a projection's handler, an
+ * upcaster's function) in the caller's session, leaving nothing behind
+ */
+#define EVSTORE_SANDBOX_MAX_LOCKS	64
+
+typedef struct EvstoreLockSet
+{
+	int			held;			/* lock modes held */
+	int			n;
+	LOCKTAG		tags[EVSTORE_SANDBOX_MAX_LOCKS];
+	LOCKMASK	masks[EVSTORE_SANDBOX_MAX_LOCKS];
+} EvstoreLockSet;
+
+typedef struct EvstoreSandbox
+{
+	/* for the errors; set by the caller */
+	const char *kind;			/* "projection": "<kind> \"<name>\" took ..." */
+	const char *name;
+	const char *inside;			/* "a projection": "cannot run PREPARE inside ..." */
+	const char *what;			/* "A projection" runs inside the ... */
+	const char *whose;			/* ... "appender's" session */
+	/* evstore_sandbox_enter() */
+	Oid			save_userid;
+	int			save_sec;
+	int			nest;
+	EvstoreLockSet *prior;
+	EvstoreLockSet own;			/* nested: the locks held on entry */
+	struct EvstoreSandbox *prev;
+} EvstoreSandbox;
+
+extern void evstore_sandbox_init(void);
+extern void evstore_sandbox_prepare(EvstoreSandbox *sb, const char *kind, const char *name,
+									const char *inside, const char *what, const char *whose);
+extern void evstore_sandbox_enter(EvstoreSandbox *sb, Oid role, const char *search_path);
+extern void evstore_sandbox_leave(EvstoreSandbox *sb);
+extern void evstore_sandbox_abort(EvstoreSandbox *sb);
+extern bool evstore_sandbox_active(void);
+extern void evstore_sandbox_forget_locks(void);
 
 /* write.c: a tiny executor harness for inserting and updating rows */
 typedef struct EvstoreWriter

@@ -210,9 +210,6 @@ extern int	proj_dispatch_depth;	/* > 0 while projections run: the cache
 extern bool proj_batch_pinned;	/* the cache is pinned for one append */
 
 extern void evstore_projections_init(void);
-extern void proj_forget_prior_locks(void);
-extern void proj_note_prior_locks(void);
-extern void proj_check_prior_locks(Projection *p);
 extern void proj_apply_one(Projection *p, TupleTableSlot *slot,
 						   const char *type, int typelen, bool rebuild);
 

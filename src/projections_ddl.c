@@ -437,27 +437,21 @@ evstore_drop_projection(PG_FUNCTION_ARGS)
 static void
 reset_target(Projection *p)
 {
-	Oid			save_userid;
-	int			save_sec;
-	int			nest;
+	EvstoreSandbox sb;
 
 	/*
 	 * As the owner and security-restricted, with its settings rolled back,
 	 * as the projection itself runs: whoever rebuilds (a superuser member of
 	 * the owner role) must not have their session changed by it.
 	 */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(p->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", p->run_path, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	evstore_sandbox_prepare(&sb, "projection", p->name, "a projection",
+							"A projection", "appender's");
 	/* as inside a projection: no appends, no session-level state */
 	proj_dispatch_depth++;
-	proj_forget_prior_locks();
-	proj_note_prior_locks();
+	evstore_sandbox_forget_locks();
 	PG_TRY();
 	{
+		evstore_sandbox_enter(&sb, p->owner, p->run_path);
 		if (p->is_sync)
 		{
 			char	   *qrel;
@@ -495,15 +489,16 @@ reset_target(Projection *p)
 			}
 		}
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
+		evstore_sandbox_abort(&sb);
 		proj_dispatch_depth = Max(proj_dispatch_depth - 1, 0);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	AtEOXact_GUC(false, nest);
-	proj_check_prior_locks(p);
-	proj_forget_prior_locks();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	proj_dispatch_depth = Max(proj_dispatch_depth - 1, 0);
+	evstore_sandbox_leave(&sb);
+	evstore_sandbox_forget_locks();
 }
 
 PG_FUNCTION_INFO_V1(evstore_rebuild_projection);
@@ -572,7 +567,7 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 
 	/* keep the cache (and p) in place while replaying */
 	proj_dispatch_depth++;
-	proj_forget_prior_locks();
+	evstore_sandbox_forget_locks();
 	PG_TRY();
 	{
 		while (index_getnext_slot(scan, ForwardScanDirection, slot))

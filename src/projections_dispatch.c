@@ -18,8 +18,6 @@
 #include "access/xact.h"
 #include "compat.h"
 #include "miscadmin.h"
-#include "storage/lock.h"
-#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -61,7 +59,7 @@ projections_batch_end(void)
 	if (prev_batch_end_hook)
 		prev_batch_end_hook();
 	proj_batch_pinned = false;
-	proj_forget_prior_locks();
+	evstore_sandbox_forget_locks();
 	for (int i = 0; i < proj_catalog_cache.n; i++)
 		if (proj_catalog_cache.projs[i].fast)
 			proj_upsert_release(proj_catalog_cache.projs[i].fast);
@@ -92,7 +90,7 @@ proj_xact_callback(XactEvent event, void *arg)
 			proj_pending_discard();
 			proj_dispatch_depth = 0;
 			proj_batch_pinned = false;
-			proj_forget_prior_locks();
+			evstore_sandbox_forget_locks();
 			proj_rebuild_progress_clear();
 			break;
 		default:
@@ -110,7 +108,7 @@ proj_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		/* an append that failed; not a subtransaction inside a projection */
 		if (GetCurrentTransactionNestLevel() <= pin_level)
 			proj_batch_pinned = false;
-		proj_forget_prior_locks();
+		evstore_sandbox_forget_locks();
 	}
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
@@ -130,158 +128,6 @@ apply_error_callback(void *arg)
 			   ac->rebuild ? "replaying" : "applying",
 			   ac->p->name, (long long) ac->position, ac->stream_id,
 			   (long long) ac->version, ac->event_type);
-}
-
-/*
- * Session state a projection must not leave behind.  Settings are rolled
- * back by the GUC nest level around the call; statements that create
- * session-level objects or touch the appender's are refused by the utility
- * hook below; LISTEN, DISCARD, cursors WITH HOLD, temporary tables and SET
- * ROLE are refused by the security-restricted operation itself.  What is
- * left are session-level advisory locks, taken by functions no hook sees:
- * they are counted before and after the call, released and refused.
- */
-#define PROJ_MAX_PRIOR_LOCKS	64
-
-/*
- * The advisory locks held before the projection about to run.  Within one
- * append (or rebuild) the count taken after a projection serves as the
- * count before the next one: between them only evstore's own code runs,
- * which takes no session-level lock, so one walk of the lock lists per
- * call is enough.
- */
-static struct
-{
-	bool		valid;
-	int			held;
-	int			n;
-	LOCKTAG		tags[PROJ_MAX_PRIOR_LOCKS];
-	LOCKMASK	masks[PROJ_MAX_PRIOR_LOCKS];
-}			prior_locks;
-
-void
-proj_forget_prior_locks(void)
-{
-	prior_locks.valid = false;
-}
-
-/* Note the advisory locks held before a projection's code runs. */
-void
-proj_note_prior_locks(void)
-{
-	if (!prior_locks.valid)
-	{
-		prior_locks.held = evstore_advisory_holds(prior_locks.tags, prior_locks.masks,
-												  PROJ_MAX_PRIOR_LOCKS, &prior_locks.n);
-		prior_locks.valid = true;
-	}
-}
-
-/* After it: release and refuse the session-level ones it took. */
-void
-proj_check_prior_locks(Projection *p)
-{
-	LOCKTAG		tags[PROJ_MAX_PRIOR_LOCKS];
-	LOCKMASK	masks[PROJ_MAX_PRIOR_LOCKS];
-	int			n;
-	int			held;
-	bool		released = false;
-	int			nest;
-
-	held = evstore_advisory_holds(tags, masks, PROJ_MAX_PRIOR_LOCKS, &n);
-	if (likely(held <= prior_locks.held))
-	{
-		prior_locks.held = held;
-		prior_locks.n = n;
-		memcpy(prior_locks.tags, tags, n * sizeof(LOCKTAG));
-		memcpy(prior_locks.masks, masks, n * sizeof(LOCKMASK));
-		return;
-	}
-
-	/*
-	 * New advisory lock modes: release those held at session level (a
-	 * transaction-level one is the projection's business and goes with the
-	 * transaction).  LockRelease() warns when a mode is held at transaction
-	 * level only; the warning is silenced for the look.
-	 */
-	prior_locks.valid = false;
-	nest = NewGUCNestLevel();
-	(void) set_config_option("client_min_messages", "error", PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("log_min_messages", "error", PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	for (int i = 0; i < n; i++)
-	{
-		LOCKMASK	prior = 0;
-
-		for (int k = 0; k < prior_locks.n; k++)
-			if (memcmp(&prior_locks.tags[k], &tags[i], sizeof(LOCKTAG)) == 0)
-				prior = prior_locks.masks[k];
-		for (LOCKMODE m = 1; m <= MaxLockMode; m++)
-			if ((masks[i] & LOCKBIT_ON(m)) && !(prior & LOCKBIT_ON(m)))
-				while (LockRelease(&tags[i], m, true))
-					released = true;
-	}
-	AtEOXact_GUC(false, nest);
-	if (released)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("projection \"%s\" took a session-level advisory lock", p->name),
-				 errdetail("A projection runs inside the appender's session and must leave nothing behind in it; the lock was released."),
-				 errhint("Use pg_advisory_xact_lock(), which ends with the transaction.")));
-}
-
-/*
- * evstore's ProcessUtility_hook: while a projection runs, refuse the
- * statements that would leave session-level state behind or reach the
- * appender's (prepared statements, cursors, loaded libraries).
- */
-static ProcessUtility_hook_type prev_process_utility = NULL;
-
-static void
-proj_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					 ProcessUtilityContext context, ParamListInfo params,
-					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
-{
-	if (proj_dispatch_depth > 0)
-	{
-		const char *what = NULL;
-
-		switch (nodeTag(pstmt->utilityStmt))
-		{
-			case T_PrepareStmt:
-				what = "PREPARE";
-				break;
-			case T_DeallocateStmt:
-				what = "DEALLOCATE";
-				break;
-			case T_ExecuteStmt:
-				what = "EXECUTE";
-				break;
-			case T_LoadStmt:
-				what = "LOAD";
-				break;
-			case T_ClosePortalStmt:
-				what = "CLOSE";
-				break;
-			case T_FetchStmt:
-				what = "FETCH";
-				break;
-			default:
-				break;
-		}
-		if (what)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("cannot run %s inside a projection", what),
-					 errdetail("A projection runs inside the appender's session; it may neither leave session-level state behind nor use the appender's.")));
-	}
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
-							 queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-								queryEnv, dest, qc);
 }
 
 /* A name the projection could not resolve: say which search_path it used. */
@@ -307,8 +153,7 @@ void
 proj_apply_one(Projection *p, TupleTableSlot *slot, const char *type, int typelen,
 		  bool rebuild)
 {
-	Oid			save_userid;
-	int			save_sec;
+	EvstoreSandbox sb;
 	bool		isnull;
 	ApplyContext ac;
 	ErrorContextCallback errcb;
@@ -329,12 +174,11 @@ proj_apply_one(Projection *p, TupleTableSlot *slot, const char *type, int typele
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
+	evstore_sandbox_prepare(&sb, "projection", p->name, "a projection",
+							"A projection", "appender's");
 	proj_dispatch_depth++;
 	PG_TRY();
 	{
-		int			nest;
-
 		if (p->broken)
 			ereport(ERROR,
 					(errcode(p->broken_code),
@@ -343,43 +187,30 @@ proj_apply_one(Projection *p, TupleTableSlot *slot, const char *type, int typele
 					 errhint("Grant the right to the projection's owner again, or drop the projection with evstore.drop_projection().") :
 					 errhint("Drop the projection with evstore.drop_projection() or recreate what it needs.")));
 
-		/* the appender's advisory locks, to tell the projection's apart */
-		proj_note_prior_locks();
-
 		/*
-		 * As the owner, security-restricted, and with every setting the
-		 * projection changes (SET or set_config(..., false) included) rolled
-		 * back when it returns, as index builds do for index functions.
+		 * As the owner, security-restricted, with every setting it changes
+		 * rolled back and no session-level state left behind (sandbox.c).
 		 */
-		SetUserIdAndSecContext(p->owner,
-							   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-		nest = NewGUCNestLevel();
+		evstore_sandbox_enter(&sb, p->owner, p->is_sync ? NULL : p->run_path);
 		if (p->is_sync)
 			proj_apply_sync(p, slot, type, typelen);
 		else
 		{
 			LOCAL_FCINFO(fcinfo, 1);
 
-			(void) set_config_option("search_path", p->run_path,
-									 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-									 true, 0, false);
 			InitFunctionCallInfoData(*fcinfo, &p->flinfo, 1, InvalidOid, NULL, NULL);
 			fcinfo->args[0].value = ExecFetchSlotHeapTupleDatum(slot);
 			fcinfo->args[0].isnull = false;
 			(void) FunctionCallInvoke(fcinfo);
 		}
-		AtEOXact_GUC(false, nest);
-		proj_check_prior_locks(p);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		evstore_sandbox_leave(&sb);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		SetUserIdAndSecContext(save_userid, save_sec);
+		evstore_sandbox_abort(&sb);
 		proj_dispatch_depth--;
-		prior_locks.valid = false;
 		MemoryContextSwitchTo(TopTransactionContext);
 		edata = CopyErrorData();
 		proj_record_error(p->name, position, edata->message ? edata->message : "unknown error");
@@ -484,8 +315,6 @@ evstore_projections_init(void)
 	CacheRegisterSyscacheCallback(AUTHOID, proj_syscache_callback, (Datum) 0);
 	/* role memberships: an owner may lose a right it had through a role */
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, proj_syscache_callback, (Datum) 0);
-	prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = proj_process_utility;
 	RegisterXactCallback(proj_xact_callback, NULL);
 	RegisterSubXactCallback(proj_subxact_callback, NULL);
 	event_cxt = AllocSetContextCreate(TopMemoryContext, "evstore projection event",

@@ -1244,38 +1244,31 @@ struct EvstoreUpcaster
 
 /*
  * Call an upcaster's function as the role that registered it, in a
- * restricted security context (like a projection handler): a reader never
- * runs someone else's code with its own privileges.
+ * restricted security context, with every setting it changes rolled back
+ * and nothing left behind in the reader's session (sandbox.c, as for a
+ * projection handler): a reader never runs someone else's code with its
+ * own privileges, nor keeps what that code did to its session.
  */
 static Datum
 invoke_as_owner(Upcaster *up, FunctionCallInfo fcinfo)
 {
-	Oid			save_userid;
-	int			save_sec;
+	EvstoreSandbox sb;
 	Datum		result;
-	int			nest;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
+	evstore_sandbox_prepare(&sb, "the upcaster of event type", up->event_type,
+							"an upcaster", "An upcaster", "reader's");
 	PG_TRY();
 	{
-		if (OidIsValid(up->owner))
-			SetUserIdAndSecContext(up->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-								   SECURITY_RESTRICTED_OPERATION);
-		nest = NewGUCNestLevel();
-		(void) set_config_option("search_path", "pg_catalog, pg_temp",
-								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-								 true, 0, false);
+		evstore_sandbox_enter(&sb, up->owner, "pg_catalog, pg_temp");
 		result = FunctionCallInvoke(fcinfo);
-		/* false: a plain SET or set_config(..., false) is undone too */
-		AtEOXact_GUC(false, nest);
+		evstore_sandbox_leave(&sb);
 	}
 	PG_CATCH();
 	{
-		SetUserIdAndSecContext(save_userid, save_sec);
+		evstore_sandbox_abort(&sb);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	SetUserIdAndSecContext(save_userid, save_sec);
 	return result;
 }
 
@@ -1493,6 +1486,8 @@ evstore_upcaster_begin(TupleDesc events_desc, EvstoreUpcastMode mode)
 	reg = evstore_registry();
 	if (likely(reg->nupcasters == 0))
 		return NULL;
+	/* other code ran since the last read: count the advisory locks anew */
+	evstore_sandbox_forget_locks();
 	u = palloc0(sizeof(EvstoreUpcaster));
 	u->mode = mode;
 	u->reg = reg;
@@ -1660,6 +1655,7 @@ evstore_upcast_event(PG_FUNCTION_ARGS)
 	data = DatumGetJsonbP(values[Anum_events_data - 1]);
 	meta = nulls[Anum_events_metadata - 1] ? NULL : DatumGetJsonbP(values[Anum_events_metadata - 1]);
 	reg = evstore_registry();
+	evstore_sandbox_forget_locks();
 	if (!run_chain(reg, registry_find_type(reg, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)),
 				   &type, &data, &meta, &version, false))
 	{
