@@ -592,6 +592,23 @@ pad_to_int(StringInfo buf)
 
 static void encode_object(StringInfo buf, JNode *n);
 
+static Size object_size_bound(JNode *n);
+
+/* the encoded size of a value node, without padding */
+static Size
+object_size_bound_value(JNode *v)
+{
+	if (v->is_obj)
+		return object_size_bound(v);
+	if (v->v.type == jbvString)
+		return v->v.val.string.len;
+	if (v->v.type == jbvNumeric)
+		return VARSIZE_ANY(v->v.val.numeric);
+	if (v->v.type == jbvBinary)
+		return v->v.val.binary.len;
+	return 0;
+}
+
 /* an upper bound of the encoded size of an object node */
 static Size
 object_size_bound(JNode *n)
@@ -897,7 +914,9 @@ typedef struct UpShape
 	char	   *out_keys;		/* key bytes */
 	uint32		out_keylen;
 	int		   *src;			/* per output value: input index, or -1 */
-	JNode	   *consts;			/* per output value with src -1 */
+	JEntry	   *ctype;			/* src -1: the constant's type bits */
+	char	  **cbytes;			/* its encoded bytes (unpadded) */
+	uint32	   *clen;
 	Size		const_bound;	/* encoded size bound of the constants */
 } UpShape;
 
@@ -905,6 +924,8 @@ struct UpProgram
 {
 	const UpStep **steps;		/* every step, in order */
 	int			nsteps;
+	Upcaster   *next;			/* the function upcaster that follows, or
+								 * NULL: the chain ends here */
 	text	   *to_type;		/* the type at the end, or NULL: unchanged */
 	int32		to_version;		/* the version at the end */
 	Upcaster   *last;			/* the last upcaster applied */
@@ -981,6 +1002,7 @@ upcast_program(Registry *reg, Upcaster *first)
 							   type ? typelen : up->typelen);
 		up = (t != NULL) ? find_upcaster(t, up->to_version) : NULL;
 	}
+	prog->next = up;
 	prog->nsteps = list_length(steps);
 	prog->steps = palloc(sizeof(UpStep *) * Max(prog->nsteps, 1));
 	foreach(lc, steps)
@@ -1084,12 +1106,17 @@ shape_build(UpProgram *prog, Jsonb *data, uint32 in_keylen)
 	}
 	sh->nin = 0;				/* matches nothing until complete */
 	mem = MemoryContextAllocZero(GetMemoryChunkContext(prog),
-								 sizeof(JNode) * nout + sizeof(int) * nout +
-								 sizeof(JEntry) * (nin + nout + 1) +
+								 sizeof(char *) * nout + sizeof(int) * nout +
+								 sizeof(uint32) * nout +
+								 sizeof(JEntry) * (nin + 2 * nout + 1) +
 								 in_keylen + out_keylen + 1);
 	sh->mem = mem;
-	sh->consts = (JNode *) mem;
-	mem += sizeof(JNode) * nout;
+	sh->cbytes = (char **) mem;
+	mem += sizeof(char *) * nout;
+	sh->clen = (uint32 *) mem;
+	mem += sizeof(uint32) * nout;
+	sh->ctype = (JEntry *) mem;
+	mem += sizeof(JEntry) * nout;
 	sh->src = (int *) mem;
 	mem += sizeof(int) * nout;
 	sh->in_entries = (JEntry *) mem;
@@ -1122,15 +1149,21 @@ shape_build(UpProgram *prog, Jsonb *data, uint32 in_keylen)
 			sh->src[k] = (int) (v - vals);
 		else
 		{
+			/* the constant encoded once, from an aligned start */
+			StringInfoData cb;
+			JNode		cn;
+
+			cn.is_obj = false;
+			cn.v = *v->cv;
+			cb.maxlen = (int) (object_size_bound_value(&cn) + 1);
+			cb.data = MemoryContextAlloc(GetMemoryChunkContext(prog), cb.maxlen);
+			cb.len = 0;
+			cb.cursor = 0;
+			sh->ctype[k] = encode_value(&cb, &cn) & JENTRY_TYPEMASK;
 			sh->src[k] = -1;
-			sh->consts[k].v = *v->cv;
-			sh->const_bound += 3;
-			if (v->cv->type == jbvString)
-				sh->const_bound += v->cv->val.string.len;
-			else if (v->cv->type == jbvNumeric)
-				sh->const_bound += VARSIZE_ANY(v->cv->val.numeric);
-			else if (v->cv->type == jbvBinary)
-				sh->const_bound += v->cv->val.binary.len;
+			sh->cbytes[k] = cb.data;
+			sh->clen[k] = cb.len;
+			sh->const_bound += cb.len + 3;
 		}
 		k++;
 	}
@@ -1200,19 +1233,37 @@ shape_apply(UpProgram *prog, Jsonb *data)
 	for (int k = 0; k < sh->nout; k++)
 	{
 		JEntry		meta;
+		JEntry		type;
 		int			idx = sh->nout + k;
+		int			start = buf.len;
+		const char *src;
+		uint32		len;
 
 		if (sh->src[k] >= 0)
 		{
-			JNode		v;
+			/* as stored: numbers and containers after their padding */
+			JEntry		e = c->children[nin + sh->src[k]];
+			uint32		off = voff[sh->src[k]];
 
-			v.is_obj = false;
-			fill_value(c->children[nin + sh->src[k]], base,
-					   voff[sh->src[k]], vlen[sh->src[k]], &v.v);
-			meta = encode_value(&buf, &v);
+			type = e & JENTRY_TYPEMASK;
+			len = vlen[sh->src[k]];
+			src = base + off;
+			if (type == JENTRY_ISNUMERIC || type == JENTRY_ISCONTAINER)
+			{
+				len -= INTALIGN(off) - off;
+				src = base + INTALIGN(off);
+			}
 		}
 		else
-			meta = encode_value(&buf, &sh->consts[k]);
+		{
+			type = sh->ctype[k];
+			src = sh->cbytes[k];
+			len = sh->clen[k];
+		}
+		if (type == JENTRY_ISNUMERIC || type == JENTRY_ISCONTAINER)
+			(void) pad_to_int(&buf);
+		APPEND_RAW(&buf, src, len);
+		meta = type | (buf.len - start);
 		totallen += JBE_OFFLENFLD(meta);
 		if (totallen > JENTRY_OFFLENMASK)
 			ereport(ERROR,
@@ -1445,6 +1496,8 @@ run_chain(Registry *reg, RegType *t, text **type, Jsonb **data, Jsonb **meta,
 				*type = prog->to_type;
 			version = prog->to_version;
 			last = prog->last;
+			if (prog->next == NULL)
+				break;			/* the chain ends here */
 		}
 		t = registry_find_type(reg, VARDATA_ANY(*type), VARSIZE_ANY_EXHDR(*type));
 		if (t == NULL || t->nups == 0)
