@@ -34,6 +34,7 @@
 #include "schema.h"
 
 #include "access/htup_details.h"
+#include "access/tupmacs.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "funcapi.h"
@@ -1289,7 +1290,8 @@ struct EvstoreUpcaster
 	MemoryContext cxt;			/* per event, reset before each */
 	MemoryContext parent;
 	TupleDesc	desc;
-	TupleTableSlot *out;
+	TupleTableSlot *out;		/* virtual */
+	TupleTableSlot *mout;		/* minimal tuple (spliced rows) */
 	int			since_reset;	/* events upcast since cxt was reset */
 };
 
@@ -1567,9 +1569,128 @@ upcaster_reset(EvstoreUpcaster *u)
 	}
 }
 
+/* as heaptuple.c: a varlena column that may take a short header */
+#define UP_ATT_IS_PACKABLE(att) \
+	((att)->attlen == -1 && (att)->attstorage != TYPSTORAGE_PLAIN)
+
+/*
+ * The upcast row as a minimal tuple made from the stored heap tuple: the
+ * columns before event_type are copied in one piece (their bytes, padding
+ * included, stay at the same offsets), event_type, data, metadata and the
+ * columns after them are laid out as heap_fill_tuple() lays them out.  NULL
+ * when the row does not allow it (then the caller forms the row).
+ */
+static MinimalTuple
+splice_row(TupleTableSlot *in, Pointer stored_type, Datum *values)
+{
+	TupleDesc	desc = in->tts_tupleDescriptor;
+	HeapTuple	tuple;
+	bool		should_free;
+	char	   *tp;
+	Size		prefix;
+	Size		off;
+	Size		hoff;
+	MinimalTuple mt;
+	char	   *data;
+	uint16		infomask;
+	const int	first = Anum_events_event_type - 1;
+
+	if (!(TTS_IS_BUFFERTUPLE(in) || TTS_IS_HEAPTUPLE(in)) || desc->natts != Natts_events)
+		return NULL;
+	tuple = ExecFetchSlotHeapTuple(in, false, &should_free);
+	if (should_free || HeapTupleHasExternal(tuple))
+		return NULL;
+	tp = (char *) tuple->t_data + tuple->t_data->t_hoff;
+	if (stored_type < tp || stored_type >= (char *) tuple->t_data + tuple->t_len)
+		return NULL;
+	prefix = stored_type - tp;
+	/* no null bitmap in the result: the metadata is the upcast one */
+	for (int i = 0; i < Natts_events; i++)
+		if ((in->tts_isnull[i] && i != Anum_events_metadata - 1) ||
+			TupleDescAttr(desc, i)->attisdropped)
+			return NULL;
+
+	/* the size, as heap_compute_data_size() from the prefix on */
+	off = prefix;
+	for (int i = first; i < Natts_events; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Pointer		val = DatumGetPointer(values[i]);
+
+		if (UP_ATT_IS_PACKABLE(att) && VARATT_CAN_MAKE_SHORT(val))
+			off += VARATT_CONVERTED_SHORT_SIZE(val);
+		else if (att->attlen == -1 && VARATT_IS_EXTERNAL(val))
+			return NULL;
+		else
+		{
+			off = att_align_datum(off, att->attalign, att->attlen, values[i]);
+			off = att_addlength_datum(off, att->attlen, values[i]);
+		}
+	}
+
+	hoff = MAXALIGN(SizeofMinimalTupleHeader);
+	mt = (MinimalTuple) palloc0(hoff + off);
+	mt->t_len = hoff + off;
+	HeapTupleHeaderSetNatts(mt, Natts_events);
+	mt->t_hoff = hoff + MINIMAL_TUPLE_OFFSET;
+	infomask = tuple->t_data->t_infomask & HEAP_HASVARWIDTH;
+	data = (char *) mt + hoff;
+	memcpy(data, tp, prefix);
+
+	/* the rest, as heap_fill_tuple() fills them (no nulls, no externals) */
+	data += prefix;
+	for (int i = first; i < Natts_events; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Size		len;
+
+		if (att->attbyval)
+		{
+			data = (char *) att_align_nominal(data, att->attalign);
+			store_att_byval(data, values[i], att->attlen);
+			len = att->attlen;
+		}
+		else if (att->attlen == -1)
+		{
+			Pointer		val = DatumGetPointer(values[i]);
+
+			infomask |= HEAP_HASVARWIDTH;
+			if (VARATT_IS_SHORT(val))
+			{
+				len = VARSIZE_SHORT(val);
+				memcpy(data, val, len);
+			}
+			else if (UP_ATT_IS_PACKABLE(att) && VARATT_CAN_MAKE_SHORT(val))
+			{
+				len = VARATT_CONVERTED_SHORT_SIZE(val);
+				SET_VARSIZE_SHORT(data, len);
+				memcpy(data + 1, VARDATA(val), len - 1);
+			}
+			else
+			{
+				data = (char *) att_align_nominal(data, att->attalign);
+				len = VARSIZE(val);
+				memcpy(data, val, len);
+			}
+		}
+		else
+		{
+			Assert(att->attlen > 0);
+			data = (char *) att_align_nominal(data, att->attalign);
+			len = att->attlen;
+			memcpy(data, DatumGetPointer(values[i]), len);
+		}
+		data += len;
+	}
+	if (data != (char *) mt + hoff + off)
+		elog(ERROR, "evstore: upcast row laid out wrongly");
+	mt->t_infomask = infomask;
+	return mt;
+}
+
 /*
  * The event in "in" in its current shape: "in" itself when no upcaster
- * applies, else a virtual slot valid until the next call.
+ * applies, else a slot valid until the next call.
  */
 TupleTableSlot *
 evstore_upcaster_slot(EvstoreUpcaster *u, TupleTableSlot *in)
@@ -1582,6 +1703,7 @@ evstore_upcaster_slot(EvstoreUpcaster *u, TupleTableSlot *in)
 	MemoryContext old;
 	int32		version;
 	RegType    *t;
+	MinimalTuple mt;
 
 	/* the common case: the type has no upcaster */
 	type = (text *) DatumGetPointer(tdatum);
@@ -1601,6 +1723,34 @@ evstore_upcaster_slot(EvstoreUpcaster *u, TupleTableSlot *in)
 		MemoryContextSwitchTo(old);
 		return in;
 	}
+	slot_getallattrs(in);
+	if (meta != NULL)
+	{
+		/* the stored row with three columns replaced, in one piece */
+		Datum		values[Natts_events];
+
+		if (in->tts_tupleDescriptor->natts == Natts_events)
+		{
+			memcpy(values, in->tts_values, sizeof(values));
+			values[Anum_events_event_type - 1] = PointerGetDatum(type);
+			values[Anum_events_data - 1] = JsonbPGetDatum(data);
+			values[Anum_events_metadata - 1] = JsonbPGetDatum(meta);
+			if ((mt = splice_row(in, DatumGetPointer(tdatum), values)) != NULL)
+			{
+				if (u->mout == NULL)
+				{
+					MemoryContextSwitchTo(u->parent);
+					u->mout = MakeSingleTupleTableSlot(in->tts_tupleDescriptor,
+													   &TTSOpsMinimalTuple);
+					MemoryContextSwitchTo(u->cxt);
+				}
+				/* the tuple lives in u->cxt, reset in bulk */
+				ExecStoreMinimalTuple(mt, u->mout, false);
+				MemoryContextSwitchTo(old);
+				return u->mout;
+			}
+		}
+	}
 	if (u->out == NULL)
 	{
 		MemoryContextSwitchTo(u->parent);
@@ -1608,7 +1758,6 @@ evstore_upcaster_slot(EvstoreUpcaster *u, TupleTableSlot *in)
 		MemoryContextSwitchTo(u->cxt);
 	}
 	ExecClearTuple(u->out);
-	slot_getallattrs(in);
 	memcpy(u->out->tts_values, in->tts_values, sizeof(Datum) * in->tts_tupleDescriptor->natts);
 	memcpy(u->out->tts_isnull, in->tts_isnull, sizeof(bool) * in->tts_tupleDescriptor->natts);
 	u->out->tts_values[Anum_events_event_type - 1] = PointerGetDatum(type);
@@ -1653,6 +1802,8 @@ evstore_upcaster_end(EvstoreUpcaster *u)
 		return;
 	if (u->out)
 		ExecDropSingleTupleTableSlot(u->out);
+	if (u->mout)
+		ExecDropSingleTupleTableSlot(u->mout);
 	if (u->cxt)
 		MemoryContextDelete(u->cxt);
 	pfree(u);
