@@ -593,6 +593,23 @@ pad_to_int(StringInfo buf)
 
 static void encode_object(StringInfo buf, JNode *n);
 
+/*
+ * The JEntry of the k-th child of a container, given its type and length:
+ * every JB_OFFSET_STRIDE-th child stores its end offset instead.
+ */
+static inline JEntry
+child_entry(JEntry meta, uint32 *totallen, int k)
+{
+	*totallen += JBE_OFFLENFLD(meta);
+	if (*totallen > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("upcast event data exceeds the maximum jsonb size")));
+	if ((k % JB_OFFSET_STRIDE) == 0)
+		meta = (meta & JENTRY_TYPEMASK) | *totallen | JENTRY_HAS_OFF;
+	return meta;
+}
+
 static Size object_size_bound(JNode *n);
 
 /* the encoded size of a value node, without padding */
@@ -704,10 +721,7 @@ encode_object(StringInfo buf, JNode *n)
 		if (n->fields[i].val == NULL)
 			continue;
 		APPEND_RAW(buf, n->fields[i].key, n->fields[i].keylen);
-		totallen += n->fields[i].keylen;
-		meta = JENTRY_ISSTRING | n->fields[i].keylen;
-		if ((k % JB_OFFSET_STRIDE) == 0)
-			meta = (meta & JENTRY_TYPEMASK) | totallen | JENTRY_HAS_OFF;
+		meta = child_entry(JENTRY_ISSTRING | n->fields[i].keylen, &totallen, k);
 		((JEntry *) (buf->data + entries))[k++] = meta;
 	}
 	for (int i = 0; i < n->n; i++)
@@ -716,16 +730,23 @@ encode_object(StringInfo buf, JNode *n)
 
 		if (n->fields[i].val == NULL)
 			continue;
-		meta = encode_value(buf, n->fields[i].val);
-		totallen += JBE_OFFLENFLD(meta);
-		if (totallen > JENTRY_OFFLENMASK)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("upcast event data exceeds the maximum jsonb size")));
-		if ((k % JB_OFFSET_STRIDE) == 0)
-			meta = (meta & JENTRY_TYPEMASK) | totallen | JENTRY_HAS_OFF;
+		meta = child_entry(encode_value(buf, n->fields[i].val), &totallen, k);
 		((JEntry *) (buf->data + entries))[k++] = meta;
 	}
+}
+
+/* a buffer for a jsonb of at most "bound" bytes, its header to be set */
+static void
+jsonb_buffer(StringInfo buf, Size bound)
+{
+	if (bound > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("upcast event data exceeds the maximum jsonb size")));
+	buf->maxlen = (int) bound;
+	buf->data = palloc(buf->maxlen);
+	buf->len = VARHDRSZ;
+	buf->cursor = 0;
 }
 
 static Jsonb *
@@ -746,14 +767,7 @@ jnode_to_jsonb(JNode *root)
 		return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_ARRAY, NULL));
 	}
 	bound = VARHDRSZ + object_size_bound(root) + 1;
-	if (bound > MaxAllocSize)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("upcast event data exceeds the maximum jsonb size")));
-	buf.maxlen = (int) bound;
-	buf.data = palloc(buf.maxlen);
-	buf.len = VARHDRSZ;
-	buf.cursor = 0;
+	jsonb_buffer(&buf, bound);
 	encode_object(&buf, root);
 	Assert(buf.len < buf.maxlen);
 	SET_VARSIZE(buf.data, buf.len);
@@ -1141,10 +1155,7 @@ shape_build(UpProgram *prog, Jsonb *data, uint32 in_keylen)
 		if (v == NULL)
 			continue;
 		memcpy(sh->out_keys + totallen, root->fields[i].key, root->fields[i].keylen);
-		totallen += root->fields[i].keylen;
-		meta = JENTRY_ISSTRING | root->fields[i].keylen;
-		if ((k % JB_OFFSET_STRIDE) == 0)
-			meta = (meta & JENTRY_TYPEMASK) | totallen | JENTRY_HAS_OFF;
+		meta = child_entry(JENTRY_ISSTRING | root->fields[i].keylen, &totallen, k);
 		((JEntry *) (sh->head + sizeof(uint32)))[k] = meta;
 		if (v >= vals && v < vals + nin)
 			sh->src[k] = (int) (v - vals);
@@ -1218,14 +1229,7 @@ shape_apply(UpProgram *prog, Jsonb *data)
 	for (int k = 0; k < sh->nout; k++)
 		if (sh->src[k] >= 0)
 			bound += vlen[sh->src[k]] + 3;
-	if (bound > MaxAllocSize)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("upcast event data exceeds the maximum jsonb size")));
-	buf.maxlen = (int) bound;
-	buf.data = palloc(buf.maxlen);
-	buf.cursor = 0;
-	buf.len = VARHDRSZ;
+	jsonb_buffer(&buf, bound);
 	APPEND_RAW(&buf, sh->head, sizeof(uint32) + sizeof(JEntry) * sh->nout);
 	entries = (JEntry *) (buf.data + VARHDRSZ + sizeof(uint32));
 	buf.len += sizeof(JEntry) * sh->nout;
@@ -1233,7 +1237,6 @@ shape_apply(UpProgram *prog, Jsonb *data)
 	totallen = sh->out_keylen;
 	for (int k = 0; k < sh->nout; k++)
 	{
-		JEntry		meta;
 		JEntry		type;
 		int			idx = sh->nout + k;
 		int			start = buf.len;
@@ -1264,15 +1267,7 @@ shape_apply(UpProgram *prog, Jsonb *data)
 		if (type == JENTRY_ISNUMERIC || type == JENTRY_ISCONTAINER)
 			(void) pad_to_int(&buf);
 		APPEND_RAW(&buf, src, len);
-		meta = type | (buf.len - start);
-		totallen += JBE_OFFLENFLD(meta);
-		if (totallen > JENTRY_OFFLENMASK)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("upcast event data exceeds the maximum jsonb size")));
-		if ((idx % JB_OFFSET_STRIDE) == 0)
-			meta = (meta & JENTRY_TYPEMASK) | totallen | JENTRY_HAS_OFF;
-		entries[idx] = meta;
+		entries[idx] = child_entry(type | (buf.len - start), &totallen, idx);
 	}
 	Assert(buf.len < buf.maxlen);
 	SET_VARSIZE(buf.data, buf.len);
@@ -1300,7 +1295,8 @@ struct EvstoreUpcaster
  * restricted security context, with every setting it changes rolled back
  * and nothing left behind in the reader's session (sandbox.c, as for a
  * projection handler): a reader never runs someone else's code with its
- * own privileges, nor keeps what that code did to its session.
+ * own privileges, nor keeps what that code did to its session.  A null
+ * result is an error.
  */
 static Datum
 invoke_as_owner(Upcaster *up, FunctionCallInfo fcinfo)
@@ -1322,6 +1318,12 @@ invoke_as_owner(Upcaster *up, FunctionCallInfo fcinfo)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (fcinfo->isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("upcaster function %s returned null", format_procedure(up->func)),
+				 errdetail("It upcasts events of type \"%s\" from version %d.",
+						   up->event_type, up->from_version)));
 	return result;
 }
 
@@ -1351,12 +1353,6 @@ call_function(Upcaster *up, text **type, Jsonb **data, Jsonb **meta)
 		fcinfo->args[0].value = JsonbPGetDatum(*data);
 		fcinfo->args[0].isnull = false;
 		result = invoke_as_owner(up, fcinfo);
-		if (fcinfo->isnull)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("upcaster function %s returned null", format_procedure(up->func)),
-					 errdetail("It upcasts events of type \"%s\" from version %d.",
-							   up->event_type, up->from_version)));
 		*data = DatumGetJsonbP(result);
 	}
 	else
@@ -1385,12 +1381,6 @@ call_function(Upcaster *up, text **type, Jsonb **data, Jsonb **meta)
 		fcinfo->args[0].value = HeapTupleGetDatum(heap_form_tuple(td, values, nulls));
 		fcinfo->args[0].isnull = false;
 		result = invoke_as_owner(up, fcinfo);
-		if (fcinfo->isnull)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("upcaster function %s returned null", format_procedure(up->func)),
-					 errdetail("It upcasts events of type \"%s\" from version %d.",
-							   up->event_type, up->from_version)));
 		rh = DatumGetHeapTupleHeader(result);
 		rt.t_len = HeapTupleHeaderGetDatumLength(rh);
 		ItemPointerSetInvalid(&rt.t_self);
