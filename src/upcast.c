@@ -1566,115 +1566,117 @@ upcaster_reset(EvstoreUpcaster *u)
 /*
  * The upcast row as a minimal tuple made from the stored heap tuple: the
  * columns before event_type are copied in one piece (their bytes, padding
- * included, stay at the same offsets), event_type, data, metadata and the
- * columns after them are laid out as heap_fill_tuple() lays them out.  NULL
+ * included, stay at the same offsets), the new event_type, data and
+ * metadata are laid out as heap_fill_tuple() lays them out, and the columns
+ * after them are copied in one piece too: they start with recorded_at,
+ * double-aligned in both tuples, so their bytes keep their alignment.  NULL
  * when the row does not allow it (then the caller forms the row).
  */
 static MinimalTuple
-splice_row(TupleTableSlot *in, Pointer stored_type, Datum *values)
+splice_row(TupleTableSlot *in, Pointer stored_type, Datum *newvals)
 {
 	TupleDesc	desc = in->tts_tupleDescriptor;
 	HeapTuple	tuple;
+	HeapTupleHeader th;
 	bool		should_free;
 	char	   *tp;
+	Size		datalen;
 	Size		prefix;
+	Pointer		last;
+	Size		tail;
 	Size		off;
 	Size		hoff;
 	MinimalTuple mt;
 	char	   *data;
-	uint16		infomask;
 	const int	first = Anum_events_event_type - 1;
+	const int	after = Anum_events_metadata;	/* index of recorded_at */
 
-	if (!(TTS_IS_BUFFERTUPLE(in) || TTS_IS_HEAPTUPLE(in)) || desc->natts != Natts_events)
+	if (!(TTS_IS_BUFFERTUPLE(in) || TTS_IS_HEAPTUPLE(in)) || desc->natts != Natts_events ||
+		TupleDescAttr(desc, after)->attalign != TYPALIGN_DOUBLE)
 		return NULL;
 	tuple = ExecFetchSlotHeapTuple(in, false, &should_free);
 	if (should_free || HeapTupleHasExternal(tuple))
 		return NULL;
-	tp = (char *) tuple->t_data + tuple->t_data->t_hoff;
-	if (stored_type < tp || stored_type >= (char *) tuple->t_data + tuple->t_len)
+	th = tuple->t_data;
+	tp = (char *) th + th->t_hoff;
+	datalen = tuple->t_len - th->t_hoff;
+	if (stored_type < tp || stored_type >= tp + datalen)
 		return NULL;
 	prefix = stored_type - tp;
-	/* no null bitmap in the result: the metadata is the upcast one */
+	/* no null bitmap in the result: only the stored metadata may be null */
 	for (int i = 0; i < Natts_events; i++)
-		if ((in->tts_isnull[i] && i != Anum_events_metadata - 1) ||
-			TupleDescAttr(desc, i)->attisdropped)
+		if (TupleDescAttr(desc, i)->attisdropped ||
+			(i != Anum_events_metadata - 1 && HeapTupleHasNulls(tuple) && att_isnull(i, th->t_bits)))
 			return NULL;
 
-	/* the size, as heap_compute_data_size() from the prefix on */
-	off = prefix;
-	for (int i = first; i < Natts_events; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		Pointer		val = DatumGetPointer(values[i]);
+	/* where the stored columns after the metadata start */
+	last = DatumGetPointer(in->tts_values[in->tts_isnull[Anum_events_metadata - 1] ?
+										  Anum_events_data - 1 : Anum_events_metadata - 1]);
+	if (last < tp || last >= tp + datalen)
+		return NULL;
+	tail = att_align_nominal((Size) (last - tp) + VARSIZE_ANY(last), TYPALIGN_DOUBLE);
+	if (tail > datalen)
+		return NULL;
 
+	/* the size, as heap_compute_data_size() */
+	off = prefix;
+	for (int i = 0; i < 3; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, first + i);
+		Pointer		val = DatumGetPointer(newvals[i]);
+
+		if (att->attlen != -1 || VARATT_IS_EXTERNAL(val))
+			return NULL;
 		if (UP_ATT_IS_PACKABLE(att) && VARATT_CAN_MAKE_SHORT(val))
 			off += VARATT_CONVERTED_SHORT_SIZE(val);
-		else if (att->attlen == -1 && VARATT_IS_EXTERNAL(val))
-			return NULL;
 		else
 		{
-			off = att_align_datum(off, att->attalign, att->attlen, values[i]);
-			off = att_addlength_datum(off, att->attlen, values[i]);
+			off = att_align_datum(off, att->attalign, att->attlen, newvals[i]);
+			off = att_addlength_datum(off, att->attlen, newvals[i]);
 		}
 	}
+	off = att_align_nominal(off, TYPALIGN_DOUBLE);
 
 	hoff = MAXALIGN(SizeofMinimalTupleHeader);
-	mt = (MinimalTuple) palloc0(hoff + off);
-	mt->t_len = hoff + off;
+	mt = (MinimalTuple) palloc0(hoff + off + (datalen - tail));
+	mt->t_len = hoff + off + (datalen - tail);
 	HeapTupleHeaderSetNatts(mt, Natts_events);
 	mt->t_hoff = hoff + MINIMAL_TUPLE_OFFSET;
-	infomask = tuple->t_data->t_infomask & HEAP_HASVARWIDTH;
+	mt->t_infomask = HEAP_HASVARWIDTH;
 	data = (char *) mt + hoff;
 	memcpy(data, tp, prefix);
 
-	/* the rest, as heap_fill_tuple() fills them (no nulls, no externals) */
+	/* the three columns, as heap_fill_tuple() fills varlenas */
 	data += prefix;
-	for (int i = first; i < Natts_events; i++)
+	for (int i = 0; i < 3; i++)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Form_pg_attribute att = TupleDescAttr(desc, first + i);
+		Pointer		val = DatumGetPointer(newvals[i]);
 		Size		len;
 
-		if (att->attbyval)
+		if (VARATT_IS_SHORT(val))
 		{
-			data = (char *) att_align_nominal(data, att->attalign);
-			store_att_byval(data, values[i], att->attlen);
-			len = att->attlen;
+			len = VARSIZE_SHORT(val);
+			memcpy(data, val, len);
 		}
-		else if (att->attlen == -1)
+		else if (UP_ATT_IS_PACKABLE(att) && VARATT_CAN_MAKE_SHORT(val))
 		{
-			Pointer		val = DatumGetPointer(values[i]);
-
-			infomask |= HEAP_HASVARWIDTH;
-			if (VARATT_IS_SHORT(val))
-			{
-				len = VARSIZE_SHORT(val);
-				memcpy(data, val, len);
-			}
-			else if (UP_ATT_IS_PACKABLE(att) && VARATT_CAN_MAKE_SHORT(val))
-			{
-				len = VARATT_CONVERTED_SHORT_SIZE(val);
-				SET_VARSIZE_SHORT(data, len);
-				memcpy(data + 1, VARDATA(val), len - 1);
-			}
-			else
-			{
-				data = (char *) att_align_nominal(data, att->attalign);
-				len = VARSIZE(val);
-				memcpy(data, val, len);
-			}
+			len = VARATT_CONVERTED_SHORT_SIZE(val);
+			SET_VARSIZE_SHORT(data, len);
+			memcpy(data + 1, VARDATA(val), len - 1);
 		}
 		else
 		{
-			Assert(att->attlen > 0);
 			data = (char *) att_align_nominal(data, att->attalign);
-			len = att->attlen;
-			memcpy(data, DatumGetPointer(values[i]), len);
+			len = VARSIZE(val);
+			memcpy(data, val, len);
 		}
 		data += len;
 	}
+	data = (char *) att_align_nominal(data, TYPALIGN_DOUBLE);
 	if (data != (char *) mt + hoff + off)
 		elog(ERROR, "evstore: upcast row laid out wrongly");
-	mt->t_infomask = infomask;
+	memcpy(data, tp + tail, datalen - tail);
 	return mt;
 }
 
@@ -1713,32 +1715,27 @@ evstore_upcaster_slot(EvstoreUpcaster *u, TupleTableSlot *in)
 		MemoryContextSwitchTo(old);
 		return in;
 	}
-	slot_getallattrs(in);
 	if (meta != NULL)
 	{
-		/* the stored row with three columns replaced, in one piece */
-		Datum		values[Natts_events];
+		/* the stored row with three columns replaced */
+		Datum		values[3];
 
-		if (in->tts_tupleDescriptor->natts == Natts_events)
+		values[0] = PointerGetDatum(type);
+		values[1] = JsonbPGetDatum(data);
+		values[2] = JsonbPGetDatum(meta);
+		if ((mt = splice_row(in, DatumGetPointer(tdatum), values)) != NULL)
 		{
-			memcpy(values, in->tts_values, sizeof(values));
-			values[Anum_events_event_type - 1] = PointerGetDatum(type);
-			values[Anum_events_data - 1] = JsonbPGetDatum(data);
-			values[Anum_events_metadata - 1] = JsonbPGetDatum(meta);
-			if ((mt = splice_row(in, DatumGetPointer(tdatum), values)) != NULL)
+			if (u->mout == NULL)
 			{
-				if (u->mout == NULL)
-				{
-					MemoryContextSwitchTo(u->parent);
-					u->mout = MakeSingleTupleTableSlot(in->tts_tupleDescriptor,
-													   &TTSOpsMinimalTuple);
-					MemoryContextSwitchTo(u->cxt);
-				}
-				/* the tuple lives in u->cxt, reset in bulk */
-				ExecStoreMinimalTuple(mt, u->mout, false);
-				MemoryContextSwitchTo(old);
-				return u->mout;
+				MemoryContextSwitchTo(u->parent);
+				u->mout = MakeSingleTupleTableSlot(in->tts_tupleDescriptor,
+												   &TTSOpsMinimalTuple);
+				MemoryContextSwitchTo(u->cxt);
 			}
+			/* the tuple lives in u->cxt, reset in bulk */
+			ExecStoreMinimalTuple(mt, u->mout, false);
+			MemoryContextSwitchTo(old);
+			return u->mout;
 		}
 	}
 	if (u->out == NULL)
@@ -1748,6 +1745,7 @@ evstore_upcaster_slot(EvstoreUpcaster *u, TupleTableSlot *in)
 		MemoryContextSwitchTo(u->cxt);
 	}
 	ExecClearTuple(u->out);
+	slot_getallattrs(in);
 	memcpy(u->out->tts_values, in->tts_values, sizeof(Datum) * in->tts_tupleDescriptor->natts);
 	memcpy(u->out->tts_isnull, in->tts_isnull, sizeof(bool) * in->tts_tupleDescriptor->natts);
 	u->out->tts_values[Anum_events_event_type - 1] = PointerGetDatum(type);
