@@ -225,6 +225,22 @@ SELECT pg_temp.sqlstate_of($$SELECT evstore.subscription_replay('nk-a', pg_temp.
 SELECT evstore.subscription_replay('nk-a', pg_temp.rel(20));
 SELECT evstore.subscription_replay('nk-a', pg_temp.rel(20));
 
+-- redelivered events are upcast like read_all's (evstore.upcast)
+SELECT evstore.create_subscription('nk-u', ARRAY['nku'], start_position => evstore.read_all_horizon(),
+                                   retry_delay => '0');
+SELECT stream_version FROM evstore.append_events('nku-1',
+  '[{"type": "NkRenamed", "data": {"a": 1}}, {"type": "NkRenamed", "data": {"a": 2}}]');
+-- (written before the upcaster: version 1)
+SELECT evstore.register_upcaster('NkRenamed', 1, 2, '[{"op": "rename", "from": "/a", "to": "/alpha"}]');
+SELECT stream_version, data FROM evstore.subscription_fetch('nk-u', 0, 10, 'w');
+SELECT evstore.subscription_nack('nk-u', 0, pg_temp.rel(25), 'e', NULL, 'w');
+SELECT evstore.subscription_ack('nk-u', 0, pg_temp.rel(26), 'w');
+SELECT stream_version, data FROM evstore.subscription_fetch('nk-u', 0, 10, 'w');
+SET evstore.upcast = off;
+SELECT stream_version, data FROM evstore.subscription_fetch('nk-u', 0, 10, 'w');
+RESET evstore.upcast;
+SELECT evstore.drop_subscription('nk-u'), evstore.drop_upcaster('NkRenamed', 1);
+
 -- privileges: nothing for PUBLIC
 SELECT p, has_function_privilege('public', p, 'EXECUTE')
   FROM unnest(ARRAY['evstore.subscription_nack(text,integer,bigint,text,interval,text)',
