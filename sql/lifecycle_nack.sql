@@ -123,6 +123,9 @@ SELECT evstore.subscription_ack('nk-a', 0, pg_temp.rel(10), 'w');
 SELECT stream_version FROM evstore.append_event('nka-2', 'A', '13');
 SELECT stream_version FROM evstore.append_event('nkb-2', 'B', '14');
 SELECT pg_temp.batch('nk-a');
+-- the batch began with a held event: fetch moved the checkpoint past it
+-- (it stays held), so the next fetch does not read it again
+SELECT acked_position - (SELECT p FROM base) AS acked, held_streams FROM evstore.subscriptions WHERE name = 'nk-a';
 SELECT pg_temp.sqlstate_of($$SELECT evstore.subscription_nack('nk-a', 0, pg_temp.rel(8), 'x', NULL, 'w')$$);
 -- replay gives a parked event fresh attempts
 SELECT evstore.subscription_replay('nk-a');

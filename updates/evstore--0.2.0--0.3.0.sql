@@ -868,6 +868,10 @@ DECLARE
     got integer;
     pos bigint;
     lead_end bigint;
+    lead_streams text[] := '{}';
+    lead_first bigint[] := '{}';
+    lead_last bigint[] := '{}';
+    i integer;
 BEGIN
     IF EXISTS (SELECT FROM evstore.subscription_holds x
                WHERE x.subscription = r.subscription AND x.member = r.member
@@ -925,6 +929,14 @@ BEGIN
                 -- given up, or held back
                 IF n = 0 THEN
                     lead_end := pos;
+                    i := pg_catalog.array_position(lead_streams, e.stream_id);
+                    IF i IS NULL THEN
+                        lead_streams := lead_streams || e.stream_id;
+                        lead_first := lead_first || pos;
+                        lead_last := lead_last || pos;
+                    ELSE
+                        lead_last[i] := pos;
+                    END IF;
                 END IF;
                 CONTINUE;
             END IF;
@@ -946,14 +958,25 @@ BEGIN
     -- the member's): move the checkpoint past them, so that a stream held
     -- back for long does not make each fetch read its events again.  They
     -- stay held: they are delivered from evstore.events in their turn.
+    -- Under the member's lock, check that they still are (without the lock
+    -- the holds were read unlocked: a skip may have let a stream go).
     IF lead_end IS NOT NULL THEN
         IF NOT locked THEN
-            r := evstore._subscription_member(r.subscription, r.member);
+            PERFORM evstore._subscription_member(r.subscription, r.member);
         END IF;
-        UPDATE evstore.subscription_checkpoints c
-            SET acked_position = lead_end, updated_at = pg_catalog.clock_timestamp()
-            WHERE c.subscription = r.subscription AND c.member = r.member
-              AND c.acked_position < lead_end;
+        IF NOT EXISTS (
+            SELECT FROM ROWS FROM (pg_catalog.unnest(lead_streams), pg_catalog.unnest(lead_first),
+                                  pg_catalog.unnest(lead_last)) AS l(s, first, last)
+            WHERE NOT EXISTS (
+                SELECT FROM evstore.subscription_holds x
+                WHERE x.subscription = r.subscription AND x.member = r.member AND x.stream_id = l.s
+                  AND ((x.state <> 'skipped' AND x.global_position <= l.first)
+                       OR l.last <= x.skipped_through))) THEN
+            UPDATE evstore.subscription_checkpoints c
+                SET acked_position = lead_end, updated_at = pg_catalog.clock_timestamp()
+                WHERE c.subscription = r.subscription AND c.member = r.member
+                  AND c.acked_position = r.acked_position;
+        END IF;
     END IF;
 END
 $fn$;
