@@ -1012,6 +1012,39 @@ BEGIN
 END
 $fn$;
 
+-- Check a consumer name, lock a member's row and check that no other
+-- consumer's lease runs on it (subscription_ack, subscription_nack).
+-- evstore._subscription_leased(name text, member integer, consumer text)
+--     -> subscription_checkpoints
+CREATE FUNCTION evstore._subscription_leased(name text, member integer, consumer text)
+RETURNS evstore.subscription_checkpoints
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+BEGIN
+    IF $3 = '' THEN
+        RAISE EXCEPTION 'consumer must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_catalog.octet_length($3) > 1024 THEN
+        RAISE EXCEPTION 'consumer is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($3));
+    END IF;
+    r := evstore._subscription_member($1, $2);
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
+       AND r.consumer IS DISTINCT FROM $3 THEN
+        RAISE EXCEPTION 'member % of subscription "%" is leased by consumer "%"', $2, $1, r.consumer
+            USING ERRCODE = 'lock_not_available',
+                  DETAIL = format('The lease runs until %s.', r.lease_until),
+                  HINT = 'A consumer whose lease expired must stop and fetch again.';
+    END IF;
+    RETURN r;
+END
+$fn$;
+
 -- evstore.subscription_nack(name text, member integer, position bigint,
 --     error text, retry_after interval, consumer text) -> text
 CREATE FUNCTION evstore.subscription_nack(
@@ -1046,23 +1079,7 @@ BEGIN
         RAISE EXCEPTION 'retry_after must not be negative, not %', $5
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF $6 = '' THEN
-        RAISE EXCEPTION 'consumer must not be empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF pg_catalog.octet_length($6) > 1024 THEN
-        RAISE EXCEPTION 'consumer is too long'
-            USING ERRCODE = 'program_limit_exceeded',
-                  DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($6));
-    END IF;
-    r := evstore._subscription_member($1, $2);
-    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
-       AND r.consumer IS DISTINCT FROM $6 THEN
-        RAISE EXCEPTION 'member % of subscription "%" is leased by consumer "%"', $2, $1, r.consumer
-            USING ERRCODE = 'lock_not_available',
-                  DETAIL = format('The lease runs until %s.', r.lease_until),
-                  HINT = 'A consumer whose lease expired must stop and fetch again.';
-    END IF;
+    r := evstore._subscription_leased($1, $2, $6);
     horizon := evstore.read_all_horizon();
     IF $3 > horizon THEN
         RAISE EXCEPTION 'cannot nack position % of subscription "%"', $3, $1
@@ -1457,6 +1474,7 @@ REVOKE ALL ON FUNCTION
     evstore._subscription_advance(evstore.subscription_checkpoints, evstore.subscription_holds, bigint),
     evstore._subscription_fetch_held(evstore.subscription_checkpoints, integer),
     evstore._subscription_ack_held(text, integer, bigint),
+    evstore._subscription_leased(text, integer, text),
     evstore._subscription_hold(text, bigint, text),
     evstore._subscription_not_held(text, bigint, text),
     evstore.subscription_nack(text, integer, bigint, text, interval, text),
@@ -1641,23 +1659,7 @@ BEGIN
         RAISE EXCEPTION 'position must be >= 0, not %', coalesce($3::text, 'null')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF $4 = '' THEN
-        RAISE EXCEPTION 'consumer must not be empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF pg_catalog.octet_length($4) > 1024 THEN
-        RAISE EXCEPTION 'consumer is too long'
-            USING ERRCODE = 'program_limit_exceeded',
-                  DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($4));
-    END IF;
-    r := evstore._subscription_member($1, $2);
-    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
-       AND r.consumer IS DISTINCT FROM $4 THEN
-        RAISE EXCEPTION 'member % of subscription "%" is leased by consumer "%"', $2, $1, r.consumer
-            USING ERRCODE = 'lock_not_available',
-                  DETAIL = format('The lease runs until %s.', r.lease_until),
-                  HINT = 'A consumer whose lease expired must stop and fetch again.';
-    END IF;
+    r := evstore._subscription_leased($1, $2, $4);
     horizon := evstore.read_all_horizon();
     IF $3 > horizon THEN
         RAISE EXCEPTION 'cannot acknowledge position % of subscription "%"', $3, $1
