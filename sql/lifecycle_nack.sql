@@ -244,6 +244,21 @@ SELECT stream_version, data FROM evstore.subscription_fetch('nk-u', 0, 10, 'w');
 RESET evstore.upcast;
 SELECT evstore.drop_subscription('nk-u'), evstore.drop_upcaster('NkRenamed', 1);
 
+-- a stream's events before its failed one are not held: not acknowledged
+-- yet, they are delivered again (the failed one waits)
+SELECT evstore.create_subscription('nk-c', ARRAY['nkc'], start_position => evstore.read_all_horizon());
+SELECT stream_version FROM evstore.append_events('nkc-1',
+  '[{"type": "C", "data": 1}, {"type": "C", "data": 2}, {"type": "C", "data": 3}]');
+SELECT pg_temp.batch('nk-c');
+SELECT evstore.subscription_nack('nk-c', 0, pg_temp.rel(28), 'e', '1 hour', 'w');
+SELECT pg_temp.batch('nk-c');
+SELECT pg_temp.batch('nk-c');
+SELECT evstore.subscription_ack('nk-c', 0, pg_temp.rel(27), 'w');
+SELECT pg_temp.batch('nk-c');
+SELECT evstore.subscription_replay('nk-c');
+SELECT pg_temp.batch('nk-c');
+SELECT evstore.drop_subscription('nk-c');
+
 -- privileges: nothing for PUBLIC
 SELECT p, has_function_privilege('public', p, 'EXECUTE')
   FROM unnest(ARRAY['evstore.subscription_nack(text,integer,bigint,text,interval,text)',

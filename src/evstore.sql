@@ -1638,7 +1638,6 @@ DECLARE
     upcast boolean := coalesce(pg_catalog.current_setting('evstore.upcast', true), 'on')::boolean;
     locked boolean := false;
     e evstore.events;
-    h evstore.subscription_holds;
     n integer := 0;
     got integer;
     pos bigint;
@@ -1646,7 +1645,12 @@ DECLARE
     lead_streams text[] := '{}';
     lead_first bigint[] := '{}';
     lead_last bigint[] := '{}';
+    hs text[];
+    hp bigint[];
+    hk bigint[];
+    hm integer[];
     i integer;
+    j integer;
 BEGIN
     IF EXISTS (SELECT FROM evstore.subscription_holds x
                WHERE x.subscription = r.subscription AND x.member = r.member
@@ -1683,6 +1687,17 @@ BEGIN
     END IF;
     -- then the events after the checkpoint, less those held back; a batch
     -- of only held-back events asks read_all for more
+    -- the member's holds, read once: stream, head, skipped_through, and
+    -- 0 (only skipped events), 1 (the head is delivered now), 2 (held)
+    SELECT coalesce(pg_catalog.array_agg(x.stream_id), '{}'),
+           coalesce(pg_catalog.array_agg(x.global_position), '{}'),
+           coalesce(pg_catalog.array_agg(coalesce(x.skipped_through, 0)), '{}'),
+           coalesce(pg_catalog.array_agg(CASE WHEN x.state = 'skipped' THEN 0
+                                              WHEN locked AND x.state = 'retry' AND x.retry_at <= t THEN 1
+                                              ELSE 2 END), '{}')
+        INTO hs, hp, hk, hm
+        FROM evstore.subscription_holds x
+        WHERE x.subscription = r.subscription AND x.member = r.member;
     pos := r.acked_position;
     <<scan>>
     WHILE n < $2 LOOP
@@ -1693,33 +1708,28 @@ BEGIN
         LOOP
             got := got + 1;
             pos := e.global_position;
-            SELECT * INTO h FROM evstore.subscription_holds x
-                WHERE x.subscription = r.subscription AND x.member = r.member
-                  AND x.stream_id = e.stream_id;
-            IF FOUND AND (e.global_position <= h.skipped_through
-                          OR (h.state <> 'skipped'
-                              AND (e.global_position > h.global_position
-                                   OR NOT (locked AND h.state = 'retry' AND h.retry_at <= t
-                                           AND e.global_position = h.global_position)))) THEN
-                -- given up, or held back
+            i := pg_catalog.array_position(hs, e.stream_id);
+            -- given up, or at or after a head that is not delivered now (an
+            -- event before the head is not held: it was not handled yet)
+            IF i IS NOT NULL AND (pos <= hk[i]
+                                  OR (hm[i] <> 0 AND (pos > hp[i] OR (pos = hp[i] AND hm[i] = 2)))) THEN
                 IF n = 0 THEN
                     lead_end := pos;
-                    i := pg_catalog.array_position(lead_streams, e.stream_id);
-                    IF i IS NULL THEN
+                    j := pg_catalog.array_position(lead_streams, e.stream_id);
+                    IF j IS NULL THEN
                         lead_streams := lead_streams || e.stream_id;
                         lead_first := lead_first || pos;
                         lead_last := lead_last || pos;
                     ELSE
-                        lead_last[i] := pos;
+                        lead_last[j] := pos;
                     END IF;
                 END IF;
                 CONTINUE;
             END IF;
-            IF FOUND AND h.state <> 'skipped' THEN
+            IF i IS NOT NULL AND hm[i] = 1 AND pos = hp[i] THEN
                 -- a due head after the checkpoint
                 UPDATE evstore.subscription_holds x
-                    SET delivered_through = greatest(x.delivered_through, e.global_position),
-                        delivered_at = t
+                    SET delivered_through = greatest(x.delivered_through, pos), delivered_at = t
                     WHERE x.subscription = r.subscription AND x.member = r.member
                       AND x.stream_id = e.stream_id;
             END IF;
