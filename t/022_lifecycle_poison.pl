@@ -168,5 +168,86 @@ is($node->safe_psql('postgres', q{
 	  FROM processed) x WHERE stream_version <> nth}),
 	'0', 'each stream was processed in stream order, without gaps');
 
+# Random failures: handlers fail at random (every attempt 30%), batches
+# have random sizes, a third of the transactions roll back, events keep
+# coming, the consumer hands the member over now and then, and parked
+# events are replayed.  Whatever happens, each event is processed exactly
+# once and each stream in order.
+$node->safe_psql('postgres', q{
+	SELECT evstore.create_subscription('chaos', ARRAY['chs'], NULL, 1, 0, '5 minutes', 3, '0');
+	CREATE TABLE chaos_done (id bigserial, stream_id text, stream_version bigint,
+	                         global_position bigint UNIQUE);
+	CREATE FUNCTION chaos(consumer text, max_count integer, fail_rate float8) RETURNS integer
+	LANGUAGE plpgsql AS $$
+	DECLARE
+		e record;
+		failed text[] := '{}';
+		last bigint;
+		n integer := 0;
+	BEGIN
+		FOR e IN SELECT * FROM evstore.subscription_fetch('chaos', 0, max_count, consumer) LOOP
+			n := n + 1;
+			last := e.global_position;
+			CONTINUE WHEN e.stream_id = ANY (failed);
+			IF random() < fail_rate THEN
+				PERFORM evstore.subscription_nack('chaos', 0, e.global_position, 'random', '0', consumer);
+				failed := failed || e.stream_id;
+			ELSE
+				INSERT INTO chaos_done (stream_id, stream_version, global_position)
+					VALUES (e.stream_id, e.stream_version, e.global_position);
+			END IF;
+		END LOOP;
+		IF last IS NOT NULL THEN
+			PERFORM evstore.subscription_ack('chaos', 0, last, consumer);
+		END IF;
+		RETURN n;
+	END $$;
+});
+srand($ENV{EVSTORE_CHAOS_SEED} // 22);
+my $consumer = 'c1';
+for my $round (1 .. 300)
+{
+	my $sql = '';
+	$sql .= sprintf("SELECT evstore.append_event('chs-%d', 'E', '{}');
+", int(rand(6))) for 1 .. int(rand(4));
+	if ($round % 25 == 0)
+	{
+		$sql .= "SELECT evstore.subscription_release('chaos', 0, '$consumer');
+";
+		$consumer = $consumer eq 'c1' ? 'c2' : 'c1';
+	}
+	$sql .= "SELECT evstore.subscription_replay('chaos');
+" if $round % 10 == 0;
+	my $end = rand() < 0.33 ? 'ROLLBACK' : 'COMMIT';
+	$sql .= sprintf("BEGIN;
+SELECT setseed(%.6f);
+SELECT chaos('%s', %d, 0.3);
+%s;
+",
+		rand(), $consumer, 1 + int(rand(8)), $end);
+	$node->safe_psql('postgres', $sql);
+}
+note('after the chaos: ', $node->safe_psql('postgres', q{
+	SELECT count(*) || ' events, ' || (SELECT count(*) FROM chaos_done) || ' processed, '
+	       || (SELECT count(*) FROM evstore.subscription_held) || ' streams held'
+	FROM evstore.events WHERE category = 'chs'}));
+$node->safe_psql('postgres', "SELECT evstore.subscription_replay('chaos')");
+for my $round (1 .. 200)
+{
+	last if $node->safe_psql('postgres', "SELECT chaos('$consumer', 10, 0)") == 0
+	  && $node->safe_psql('postgres', "SELECT count(*) FROM evstore.subscription_held") == 0;
+	$node->safe_psql('postgres', "SELECT evstore.subscription_replay('chaos')");
+}
+is($node->safe_psql('postgres', q{
+	SELECT (SELECT count(*) FROM chaos_done) || ' ' || (SELECT count(*) FROM evstore.events WHERE category = 'chs')}),
+	$node->safe_psql('postgres', q{
+	SELECT count(*) || ' ' || count(*) FROM evstore.events WHERE category = 'chs'}),
+	'random failures: every event was processed, none twice (global_position is unique)');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM (
+	  SELECT stream_version, row_number() OVER (PARTITION BY stream_id ORDER BY id) - 1 AS nth
+	  FROM chaos_done) x WHERE stream_version <> nth}),
+	'0', 'random failures: each stream was processed in stream order, without gaps');
+
 $node->stop;
 done_testing();
