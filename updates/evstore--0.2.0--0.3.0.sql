@@ -1218,6 +1218,10 @@ RETURNS void
 DECLARE
     r evstore.subscription_checkpoints;
 BEGIN
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'subscription name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     r := evstore._subscription_member($1, 0);
     PERFORM evstore._check_failure_settings(coalesce($2, r.max_attempts), coalesce($3, r.retry_delay));
     IF $4 <= interval '0' THEN
