@@ -2,7 +2,8 @@
 # stores (every table and sequence marked with pg_extension_config_dump),
 # and evstore keeps working there: appends continue at the right stream
 # versions and global positions, deleted and tombstoned streams stay so,
-# snapshots, subscriptions and processed-message records carry over.
+# snapshots, subscriptions (with the streams they hold back after a nack)
+# and processed-message records carry over.
 use strict;
 use warnings;
 use lib 't';
@@ -37,6 +38,12 @@ $node->safe_psql($src, q{
 	SELECT evstore.subscription_ack('audit', 0,
 	    (SELECT global_position FROM evstore.events WHERE stream_id = 'order-1' AND stream_version = 1), 'a1');
 });
+# a failed event holds its stream back (subscription failure handling)
+$node->safe_psql($src, q{
+	SELECT evstore.subscription_nack('mailer', evstore.stream_hash('order-2') % 256 % 2,
+	    (SELECT global_position FROM evstore.events WHERE stream_id = 'order-2' AND stream_version = 0),
+	    'smtp down', '1 hour');
+});
 # a rolled-back append leaves a gap in the positions: the sequence, not
 # max(global_position), decides where appends continue
 $node->safe_psql($src, q{
@@ -67,7 +74,8 @@ my $digest_fn = q{
 $node->safe_psql($src, $digest_fn);
 my $before = $node->safe_psql($src, $digest_sql);
 foreach my $t ('evstore.events', 'evstore.streams', 'evstore.global_position_seq',
-	'evstore.snapshots', 'evstore.subscription_checkpoints', 'evstore.processed_messages')
+	'evstore.snapshots', 'evstore.subscription_checkpoints', 'evstore.processed_messages',
+	'evstore.subscription_holds')
 {
 	like($before, qr/^\Q$t\E=/m, "$t is marked for dumping");
 }
@@ -110,6 +118,12 @@ is($node->safe_psql($db, "SELECT string_agg(stream_id || ':' || stream_version, 
 	'order-2:0,order-2:1,order-3:0', 'a subscription continues after its restored checkpoint');
 is($node->safe_psql($db, "SELECT count(*) FROM evstore.subscription_fetch('audit', 0, 100, 'someone-else')"),
 	'0', 'its lease survives too');
+is($node->safe_psql($db, "SELECT stream_id || ' ' || stream_version || ' ' || state || ' ' || attempts || ' ' || last_error
+	FROM evstore.subscription_held WHERE subscription = 'mailer'"),
+	'order-2 0 waiting 1 smtp down', 'a held stream survives, waiting for its retry');
+is($node->safe_psql($db, "SELECT count(*) FROM evstore.subscription_fetch('mailer',
+	evstore.stream_hash('order-2') % 256 % 2) WHERE stream_id = 'order-2'"),
+	'0', 'and its events are still held back');
 
 $node->stop;
 done_testing();
