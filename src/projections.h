@@ -41,6 +41,8 @@
  *	 projections_upsert.c	 attribute sync's upsert without SPI
  *	 projections_ddl.c		 create, drop and rebuild (SQL-callable)
  *	 projections_stats.c	 shared-memory statistics and rebuild progress
+ *	 projections_async.c	 async projections: launcher, database workers,
+ *							 pause/resume, their state
  *
  *-------------------------------------------------------------------------
  */
@@ -98,6 +100,8 @@ typedef struct Projection
 	int			broken_code;	/* its SQLSTATE */
 	char	   *search_path;	/* the creator's, captured at creation */
 	char	   *run_path;		/* search_path while it runs: ..., pg_temp */
+	bool		is_async;		/* run by a background worker, not inline */
+	bool		paused;			/* async: the worker leaves it alone */
 
 	/* handler */
 	Oid			handler;
@@ -150,6 +154,8 @@ typedef struct ProjCache
 	MemoryContext cxt;
 	Oid			catalog_rel;	/* InvalidOid when the table does not exist */
 	Oid			events_rel;		/* its privileges are checked at load */
+	AttrNumber	async_att;		/* catalog columns async and paused (0.3.0) */
+	AttrNumber	paused_att;
 	int			n;
 	Projection *projs;
 } ProjCache;
@@ -230,6 +236,18 @@ extern void proj_pending_subxact_end(SubXactEvent event);
 extern ProjStatSlot *proj_rebuild_progress_start(const char *name,
 												 int64 target_pos);
 extern void proj_rebuild_progress_clear(void);
+
+/* projections_ddl.c: for projections_async.c */
+extern int	proj_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
+							  char *nulls);
+extern Projection *proj_lock_projection(const char *name);
+
+/* projections_async.c; shmem.c requests and attaches its shared memory */
+extern void evstore_projections_async_init(void);
+extern Size evstore_projasync_shmem_size(void);
+extern void evstore_projasync_shmem_startup(void);
+extern void proj_async_attach(const char *name);
+extern void proj_async_detach(const char *name);
 
 /* projections_upsert.c */
 extern const char *proj_upsert_unsupported(Relation rel);

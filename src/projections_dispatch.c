@@ -461,7 +461,9 @@ projections_event_hook(Relation events_rel, TupleTableSlot *slot)
 	{
 		Projection *p = &c->projs[i];
 
-		if (proj_matches(p, VARDATA_ANY(cat), catlen, VARDATA_ANY(type), typelen))
+		/* async projections run in a worker (projections_async.c) */
+		if (!p->is_async &&
+			proj_matches(p, VARDATA_ANY(cat), catlen, VARDATA_ANY(type), typelen))
 			proj_apply_one(p, slot, VARDATA_ANY(type), typelen, false);
 	}
 	evstore_upcaster_end(up);
