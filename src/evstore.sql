@@ -1554,6 +1554,7 @@ SELECT c.name, c.kind, c.owner, c.handler, c.reset_function, c.target,
        s.last_position, s.last_error, s.last_error_position, s.last_error_at,
        c.search_path,
        c.async,
+       c.paused,
        CASE WHEN c.async THEN COALESCE(a.state, 'stopped') END AS state,
        sc.acked_position AS checkpoint,
        CASE WHEN c.async THEN

@@ -650,6 +650,11 @@ run_batch(const char *name, bool have_nack)
 	if (horizon <= acked && !(ps && ps->state == ASYNC_FAILING))
 	{
 		end_xact();
+		SpinLockAcquire(&async_shared->mutex);
+		ps = proj_slot(name, false);
+		if (ps && ps->state == ASYNC_STARTING)
+			ps->state = ASYNC_RUNNING;
+		SpinLockRelease(&async_shared->mutex);
 		return false;
 	}
 
@@ -892,6 +897,14 @@ proj_async_attach(const char *name)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 
+	values[0] = CStringGetTextDatum(psprintf("projection:%s", name));
+	if (proj_catalog_exec("SELECT 1 FROM evstore.subscription_checkpoints WHERE subscription = $1",
+						  1, types, values, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("subscription \"projection:%s\" already exists", name),
+				 errdetail("An async projection keeps its checkpoint in the subscription named after it."),
+				 errhint("Drop that subscription or give the projection another name.")));
 	values[0] = CStringGetTextDatum(name);
 	proj_catalog_exec("UPDATE evstore.projections_catalog SET async = true WHERE name = $1",
 					  1, types, values, NULL);

@@ -724,6 +724,22 @@ COMMENT ON COLUMN evstore.projections_catalog.async IS
 COMMENT ON COLUMN evstore.projections_catalog.paused IS
     'Async only: the worker leaves it alone until evstore.resume_projection()';
 
+-- The create functions get a new signature: EXECUTE granted on the old
+-- ones is carried over to the new ones (remembered for this transaction).
+DO $do$
+BEGIN
+    PERFORM pg_catalog.set_config('evstore_upgrade.projection_grants', coalesce(pg_catalog.string_agg(
+        pg_catalog.format('%s=%s', p.proname,
+            CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END), ','), ''), true)
+    FROM pg_catalog.pg_proc p,
+         pg_catalog.aclexplode(p.proacl) a
+         LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+    WHERE p.oid IN ('evstore.create_projection(text, regprocedure, text[], text[], regprocedure)'::pg_catalog.regprocedure,
+                    'evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[])'::pg_catalog.regprocedure)
+      AND a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE';
+END
+$do$;
+
 DROP FUNCTION evstore.create_projection(text, regprocedure, text[], text[], regprocedure);
 -- evstore.create_projection(name text, handler regprocedure, categories text[],
 --     event_types text[], reset_function regprocedure, async boolean) -> void
@@ -789,6 +805,7 @@ SELECT c.name, c.kind, c.owner, c.handler, c.reset_function, c.target,
        s.last_position, s.last_error, s.last_error_position, s.last_error_at,
        c.search_path,
        c.async,
+       c.paused,
        CASE WHEN c.async THEN COALESCE(a.state, 'stopped') END AS state,
        sc.acked_position AS checkpoint,
        CASE WHEN c.async THEN
@@ -817,3 +834,30 @@ REVOKE ALL ON FUNCTION
     evstore.resume_projection(text),
     evstore.projection_async_status()
 FROM PUBLIC;
+
+DO $do$
+DECLARE
+    g text;
+BEGIN
+    FOREACH g IN ARRAY pg_catalog.string_to_array(
+        nullif(pg_catalog.current_setting('evstore_upgrade.projection_grants', true), ''), ',')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s',
+            CASE pg_catalog.split_part(g, '=', 1)
+                WHEN 'create_projection' THEN 'evstore.create_projection(text, regprocedure, text[], text[], regprocedure, boolean)'
+                ELSE 'evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[], boolean)' END,
+            pg_catalog.split_part(g, '=', 2));
+    END LOOP;
+    -- the view now calls projection_async_status(): whoever could read it still can
+    FOR g IN
+        SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
+        FROM pg_catalog.pg_proc p,
+             pg_catalog.aclexplode(p.proacl) a
+             LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        WHERE p.oid = 'evstore.projection_stats()'::pg_catalog.regprocedure
+          AND a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION evstore.projection_async_status() TO %s', g);
+    END LOOP;
+END
+$do$;
