@@ -987,20 +987,28 @@ evstore_resume_projection(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(evstore_projection_async_status);
 
-/* evstore.projection_async_status() -> SETOF (name text, worker_pid integer, state text, attempts integer, failing_position bigint, retry_at timestamptz, last_batch_at timestamptz) */
+/* evstore.projection_async_status() -> SETOF (name text, worker_pid integer, state text, attempts integer, failing_position bigint, retry_at timestamptz, last_batch_at timestamptz, horizon bigint) */
 Datum
 evstore_projection_async_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ProjCache  *c;
+	int64		horizon = 0;
 
 	InitMaterializedSRF(fcinfo, 0);
 	c = proj_cache();
+	/* the view's lag: read_all's horizon, without EXECUTE on read_all_horizon() */
+	for (int i = 0; i < c->n; i++)
+		if (c->projs[i].is_async)
+		{
+			horizon = evstore_fence_horizon();
+			break;
+		}
 	for (int i = 0; i < c->n; i++)
 	{
 		Projection *p = &c->projs[i];
-		Datum		v[7];
-		bool		n[7] = {false, true, false, true, true, true, true};
+		Datum		v[8];
+		bool		n[8] = {false, true, false, true, true, true, true, false};
 		AsyncWorkerSlot *w = NULL;
 		AsyncProjSlot *s = NULL;
 		const char *state = "stopped";
@@ -1037,6 +1045,7 @@ evstore_projection_async_status(PG_FUNCTION_ARGS)
 			state = "paused";
 		v[0] = CStringGetTextDatum(p->name);
 		v[2] = CStringGetTextDatum(state);
+		v[7] = Int64GetDatum(horizon);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	return (Datum) 0;

@@ -198,7 +198,7 @@ else
 		                                                        WHERE stream_id = 'pz-1' AND stream_version = 1))
 		       || ' ' || (last_error LIKE 'cannot handle event 1 of pz-1%')
 		  FROM evstore.projections WHERE name = 'poison'}),
-		'3 t t', 'without nack: the attempts, the failing position and the error are shown');
+		'3 true true', 'without nack: the attempts, the failing position and the error are shown');
 	is($node->safe_psql('postgres', "SELECT string_agg(stream_id || '/' || stream_version, ',' ORDER BY 1) FROM poison_model"),
 		'pz-1/0', 'without nack: the events before the failing one were applied, nothing after it');
 }

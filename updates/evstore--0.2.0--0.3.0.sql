@@ -789,10 +789,11 @@ COMMENT ON FUNCTION evstore.resume_projection(text) IS
     'Run a paused async projection again, and retry a failing or failed one at once; true when it was paused';
 
 -- evstore.projection_async_status() -> SETOF (name, worker_pid, state,
---     attempts, failing_position, retry_at, last_batch_at)
+--     attempts, failing_position, retry_at, last_batch_at, horizon)
 CREATE FUNCTION evstore.projection_async_status(
     OUT name text, OUT worker_pid integer, OUT state text, OUT attempts integer,
-    OUT failing_position bigint, OUT retry_at timestamptz, OUT last_batch_at timestamptz)
+    OUT failing_position bigint, OUT retry_at timestamptz, OUT last_batch_at timestamptz,
+    OUT horizon bigint)
 RETURNS SETOF record
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'evstore_projection_async_status';
@@ -809,7 +810,7 @@ SELECT c.name, c.kind, c.owner, c.handler, c.reset_function, c.target,
        CASE WHEN c.async THEN COALESCE(a.state, 'stopped') END AS state,
        sc.acked_position AS checkpoint,
        CASE WHEN c.async THEN
-           GREATEST(evstore.read_all_horizon() - sc.acked_position, 0) END AS lag_positions,
+           GREATEST(a.horizon - sc.acked_position, 0) END AS lag_positions,
        CASE WHEN c.async THEN COALESCE(
            (SELECT pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - e.recorded_at)
               FROM evstore.events e WHERE e.global_position > sc.acked_position
