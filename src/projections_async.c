@@ -528,17 +528,17 @@ int8_result(int col, bool *isnull)
 }
 
 /*
- * Apply events [from, to) of the fetched batch in one subtransaction.
- * Returns the index of the event that failed (its error in *edata), or
- * -1 when all were applied.
+ * Apply events [0, to) of the fetched batch, less those marked in skip, in
+ * one subtransaction.  Returns the index of the event that failed (its
+ * error in *edata), or -1 when all were applied.
  */
 static int
-apply_range(Projection *p, SPITupleTable *tt, TupleTableSlot *slot, int from, int to,
-			ErrorData **edata)
+apply_range(Projection *p, SPITupleTable *tt, TupleTableSlot *slot, int to,
+			const bool *skip, ErrorData **edata)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile int i = from;
+	volatile int i = 0;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
@@ -551,6 +551,8 @@ apply_range(Projection *p, SPITupleTable *tt, TupleTableSlot *slot, int from, in
 			text	   *etype;
 
 			CHECK_FOR_INTERRUPTS();
+			if (skip[i])
+				continue;
 			ExecStoreHeapTuple(tt->vals[i], slot, false);
 			ecat = DatumGetTextPP(slot_getattr(slot, Anum_events_category, &isnull));
 			etype = DatumGetTextPP(slot_getattr(slot, Anum_events_event_type, &isnull));
@@ -610,8 +612,11 @@ run_batch(const char *name, bool have_nack)
 	Projection *p;
 	SPITupleTable *tt;
 	int			n;
-	int			failed = -1;
-	ErrorData  *edata = NULL;
+	volatile int limit;
+	bool	   *skip;
+	int		   *fails;
+	char	  **ferrs;
+	volatile int nfails = 0;
 	int64		ack_to;
 	Relation	events;
 	TupleTableSlot *slot;
@@ -647,6 +652,12 @@ run_batch(const char *name, bool have_nack)
 	}
 	acked = int8_result(1, &isnull);
 	horizon = evstore_fence_horizon();
+	/* held-back events due for a retry lie at or below the checkpoint */
+	if (horizon <= acked && have_nack &&
+		run_sql("SELECT 1 FROM evstore.subscription_holds h WHERE h.subscription = $1 "
+				"AND h.state = 'retry' AND h.retry_at <= pg_catalog.clock_timestamp() LIMIT 1",
+				1, t1, v, NULL, true) > 0)
+		horizon = acked + 1;
 	if (horizon <= acked && !(ps && ps->state == ASYNC_FAILING))
 	{
 		end_xact();
@@ -692,22 +703,49 @@ run_batch(const char *name, bool have_nack)
 	events = table_open(evstore_catalog()->events_rel, AccessShareLock);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(events), &TTSOpsHeapTuple);
 
-	/* keep the cache (and p) in place during the batch */
+	/*
+	 * Keep the cache (and p) in place during the batch.  When an event
+	 * fails, everything is rolled back and applied again without it: with
+	 * nack, without the rest of its stream (it is held back behind the
+	 * nacked event), other streams going on; without nack, without
+	 * anything after it.
+	 */
+	skip = palloc0(sizeof(bool) * Max(n, 1));
+	fails = palloc(sizeof(int) * Max(n, 1));
+	ferrs = palloc(sizeof(char *) * Max(n, 1));
+	limit = n;
 	proj_dispatch_depth++;
 	PG_TRY();
 	{
-		failed = n > 0 ? apply_range(p, tt, slot, 0, n, &edata) : -1;
-		/* the events before the failing one, again, until they all apply */
-		while (failed > 0)
+		while (limit > 0)
 		{
-			ErrorData  *e2 = NULL;
-			int			again = apply_range(p, tt, slot, 0, failed, &e2);
+			ErrorData  *edata = NULL;
+			int			f = apply_range(p, tt, slot, limit, skip, &edata);
+			char	   *sid;
 
-			if (again < 0)
+			if (f < 0)
 				break;
+			if (!have_nack)
+			{
+				nfails = 1;
+				limit = f;
+			}
+			else
+			{
+				/* this stream waits behind the failing event */
+				sid = SPI_getvalue(tt->vals[f], tt->tupdesc, Anum_events_stream_id);
+				for (int j = f; j < n; j++)
+				{
+					char	   *sj = SPI_getvalue(tt->vals[j], tt->tupdesc, Anum_events_stream_id);
+
+					if (strcmp(sj, sid) == 0)
+						skip[j] = true;
+				}
+				nfails++;
+			}
+			fails[nfails - 1] = f;
+			ferrs[nfails - 1] = pstrdup(edata->message ? edata->message : "unknown error");
 			FreeErrorData(edata);
-			edata = e2;
-			failed = again;
 		}
 	}
 	PG_FINALLY();
@@ -718,41 +756,37 @@ run_batch(const char *name, bool have_nack)
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(events, AccessShareLock);
 
-	if (failed < 0)
-	{
-		/* a short batch saw everything up to the horizon read before it */
-		ack_to = n > 0 ? event_position(tt, n - 1) : acked;
-		if (n < async_batch_size && horizon > ack_to)
-			ack_to = horizon;
-	}
-	else
-		ack_to = failed > 0 ? event_position(tt, failed - 1) : acked;
+	/* where the checkpoint goes */
+	ack_to = acked;
+	for (int i = 0; i < (have_nack ? n : limit); i++)
+		ack_to = Max(ack_to, event_position(tt, i));
+	/* a short batch without failures saw everything up to the horizon */
+	if (nfails == 0 && n < async_batch_size && horizon > ack_to)
+		ack_to = horizon;
 
-	if (failed >= 0)
+	if (nfails > 0)
 	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		fpos = event_position(tt, failed);
-		errtext = pstrdup(edata->message ? edata->message : "unknown error");
-		MemoryContextSwitchTo(old);
+		fpos = event_position(tt, fails[0]);
+		errtext = MemoryContextStrdup(TopMemoryContext, ferrs[0]);
 	}
-	if (failed >= 0 && have_nack)
+	if (have_nack)
 	{
-
-		/* set the event aside (retry, then park); its stream waits */
-		v[1] = Int64GetDatum(fpos);
-		v[2] = CStringGetTextDatum(errtext);
-		(void) run_sql("SELECT evstore.subscription_nack($1, 0, $2, $3)", 3, t3, v, NULL, false);
-		if (fpos > ack_to)
-			ack_to = fpos;
-		failed = -1;
-		did = true;
+		/* set each failing event aside (retry, then park); its stream waits */
+		for (int k = 0; k < nfails; k++)
+		{
+			v[1] = Int64GetDatum(event_position(tt, fails[k]));
+			v[2] = CStringGetTextDatum(ferrs[k]);
+			(void) run_sql("SELECT evstore.subscription_nack($1, 0, $2, $3)", 3, t3, v, NULL, false);
+		}
+		did |= nfails > 0;
+		nfails = 0;
 	}
-	if (ack_to > acked)
+	/* with nack, redelivered events of held streams lie at or below acked */
+	if (ack_to > acked || (have_nack && n > 0))
 	{
 		v[1] = Int64GetDatum(ack_to);
 		(void) run_sql("SELECT evstore.subscription_ack($1, 0, $2)", 2, t3, v, NULL, false);
-		did = true;
+		did |= ack_to > acked || n > 0;
 	}
 	end_xact();
 
@@ -763,7 +797,7 @@ run_batch(const char *name, bool have_nack)
 	if (ps)
 	{
 		ps->last_batch_at = now;
-		if (failed < 0)
+		if (nfails == 0)
 		{
 			ps->state = ASYNC_RUNNING;
 			ps->attempts = 0;
@@ -784,7 +818,7 @@ run_batch(const char *name, bool have_nack)
 		}
 	}
 	SpinLockRelease(&async_shared->mutex);
-	if (failed >= 0)
+	if (nfails > 0)
 	{
 		ereport(LOG,
 				(errmsg("async projection \"%s\" failed on the event at position %lld (attempt %d of %d): %s",
