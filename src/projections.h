@@ -157,6 +157,7 @@ typedef struct ProjCache
 	AttrNumber	async_att;		/* catalog columns async and paused (0.3.0) */
 	AttrNumber	paused_att;
 	int			n;
+	int			nasync;			/* of which async (not run by appends) */
 	Projection *projs;
 } ProjCache;
 

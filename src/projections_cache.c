@@ -348,6 +348,7 @@ free_cache(void)
 		MemoryContextDelete(proj_catalog_cache.cxt);
 	proj_catalog_cache.cxt = NULL;
 	proj_catalog_cache.n = 0;
+	proj_catalog_cache.nasync = 0;
 	proj_catalog_cache.projs = NULL;
 }
 
@@ -421,7 +422,9 @@ proj_cache(void)
 			cap *= 2;
 			proj_catalog_cache.projs = repalloc(proj_catalog_cache.projs, cap * sizeof(Projection));
 		}
-		load_row(&proj_catalog_cache.projs[proj_catalog_cache.n++], slot);
+		load_row(&proj_catalog_cache.projs[proj_catalog_cache.n], slot);
+		if (proj_catalog_cache.projs[proj_catalog_cache.n++].is_async)
+			proj_catalog_cache.nasync++;
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
