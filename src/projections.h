@@ -165,6 +165,16 @@ typedef struct ProjCache
  * Shared memory: statistics and rebuild progress (projections_stats.c)
  * ---------------------------------------------------------------------
  */
+/* an async projection's state as its worker sees it (projections_async.c) */
+typedef struct ProjAsyncState
+{
+	int			state;			/* 0: starting (see projections_async.c) */
+	int			attempts;		/* at the failing event */
+	int64		failing_pos;
+	TimestampTz retry_at;
+	TimestampTz last_batch_at;
+} ProjAsyncState;
+
 typedef struct ProjStatSlot
 {
 	Oid			dbid;			/* InvalidOid: free */
@@ -180,6 +190,7 @@ typedef struct ProjStatSlot
 	int64		rebuild_replayed;
 	int64		rebuild_position;
 	int64		rebuild_target;
+	ProjAsyncState async;
 } ProjStatSlot;
 
 /* pending statistics of the current transaction */
@@ -237,6 +248,8 @@ extern void proj_pending_subxact_end(SubXactEvent event);
 extern ProjStatSlot *proj_rebuild_progress_start(const char *name,
 												 int64 target_pos);
 extern void proj_rebuild_progress_clear(void);
+extern void proj_async_state_get(const char *name, ProjAsyncState *st);
+extern void proj_async_state_set(const char *name, const ProjAsyncState *st);
 
 /* projections_ddl.c: for projections_async.c */
 extern int	proj_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,

@@ -33,9 +33,10 @@
  * it the projection retries the event with a growing delay and stops after
  * evstore.async_max_attempts (state 'failed') until resumed.
  *
- * Shared memory holds the workers (database, pid, latch) and each async
- * projection's state (attempts, next retry), shown by
- * evstore.projection_async_status() and the evstore.projections view.
+ * Shared memory holds the workers (database, pid, latch); each async
+ * projection's state (attempts, next retry) lives in its statistics slot
+ * (projections_stats.c).  evstore.projection_async_status() shows them,
+ * and the evstore.projections view.
  *
  *-------------------------------------------------------------------------
  */
@@ -69,7 +70,6 @@
 #include "utils/varlena.h"
 
 #define ASYNC_MAX_WORKERS	64
-#define ASYNC_MAX_PROJS		256
 #define ASYNC_CONSUMER		"evstore async worker"
 #define ASYNC_MAX_DELAY_MS	60000
 
@@ -99,22 +99,10 @@ typedef struct AsyncWorkerSlot
 	char		dbname[NAMEDATALEN];
 } AsyncWorkerSlot;
 
-typedef struct AsyncProjSlot
-{
-	Oid			dbid;			/* InvalidOid: free */
-	char		name[NAMEDATALEN];
-	AsyncState	state;
-	int			attempts;		/* of the failing event (without nack) */
-	int64		failing_pos;
-	TimestampTz retry_at;
-	TimestampTz last_batch_at;
-} AsyncProjSlot;
-
 typedef struct AsyncShared
 {
 	slock_t		mutex;
 	AsyncWorkerSlot workers[ASYNC_MAX_WORKERS];
-	AsyncProjSlot projs[ASYNC_MAX_PROJS];
 } AsyncShared;
 
 static AsyncShared *async_shared = NULL;
@@ -173,7 +161,7 @@ evstore_projections_async_init(void)
 	RegisterBackgroundWorker(&bgw);
 }
 
-/* What RequestAddinShmemSpace needs for the workers and states. */
+/* What RequestAddinShmemSpace needs for the workers. */
 Size
 evstore_projasync_shmem_size(void)
 {
@@ -192,44 +180,6 @@ evstore_projasync_shmem_startup(void)
 		memset(async_shared, 0, sizeof(AsyncShared));
 		SpinLockInit(&async_shared->mutex);
 	}
-}
-
-/* The state slot of a projection of this database; caller holds the mutex. */
-static AsyncProjSlot *
-proj_slot(const char *name, bool alloc)
-{
-	AsyncProjSlot *free_slot = NULL;
-
-	for (int i = 0; i < ASYNC_MAX_PROJS; i++)
-	{
-		AsyncProjSlot *s = &async_shared->projs[i];
-
-		if (s->dbid == MyDatabaseId && strcmp(s->name, name) == 0)
-			return s;
-		if (s->dbid == InvalidOid && free_slot == NULL)
-			free_slot = s;
-	}
-	if (!alloc || free_slot == NULL)
-		return NULL;
-	memset(free_slot, 0, sizeof(AsyncProjSlot));
-	free_slot->dbid = MyDatabaseId;
-	strlcpy(free_slot->name, name, NAMEDATALEN);
-	return free_slot;
-}
-
-/* Forget a projection's state (create, drop, resume). */
-static void
-forget_state(const char *name)
-{
-	AsyncProjSlot *s;
-
-	if (async_shared == NULL)
-		return;
-	SpinLockAcquire(&async_shared->mutex);
-	s = proj_slot(name, false);
-	if (s)
-		s->dbid = InvalidOid;
-	SpinLockRelease(&async_shared->mutex);
 }
 
 /* The worker of this database, or NULL; caller holds the mutex. */
@@ -621,20 +571,14 @@ run_batch(const char *name, bool have_nack)
 	Relation	events;
 	TupleTableSlot *slot;
 	TimestampTz now = GetCurrentTimestamp();
-	AsyncProjSlot *ps;
+	ProjAsyncState st;
 	bool		did = false;
 	int64		fpos = 0;
 	char	   *errtext = NULL;
-	int			attempts = 0;
 
-	SpinLockAcquire(&async_shared->mutex);
-	ps = proj_slot(name, true);
-	if (ps && (ps->state == ASYNC_FAILED || (ps->state == ASYNC_FAILING && ps->retry_at > now)))
-	{
-		SpinLockRelease(&async_shared->mutex);
+	proj_async_state_get(name, &st);
+	if (st.state == ASYNC_FAILED || (st.state == ASYNC_FAILING && st.retry_at > now))
 		return false;
-	}
-	SpinLockRelease(&async_shared->mutex);
 
 	begin_xact(psprintf("evstore: projection %s", name));
 	v[0] = CStringGetTextDatum(sub);
@@ -658,14 +602,14 @@ run_batch(const char *name, bool have_nack)
 				"AND h.state = 'retry' AND h.retry_at <= pg_catalog.clock_timestamp() LIMIT 1",
 				1, t1, v, NULL, true) > 0)
 		horizon = acked + 1;
-	if (horizon <= acked && !(ps && ps->state == ASYNC_FAILING))
+	if (horizon <= acked && st.state != ASYNC_FAILING)
 	{
 		end_xact();
-		SpinLockAcquire(&async_shared->mutex);
-		ps = proj_slot(name, false);
-		if (ps && ps->state == ASYNC_STARTING)
-			ps->state = ASYNC_RUNNING;
-		SpinLockRelease(&async_shared->mutex);
+		if (st.state == ASYNC_STARTING)
+		{
+			st.state = ASYNC_RUNNING;
+			proj_async_state_set(name, &st);
+		}
 		return false;
 	}
 
@@ -792,38 +736,30 @@ run_batch(const char *name, bool have_nack)
 
 	/* the outcome, for the view and the next round */
 	now = GetCurrentTimestamp();
-	SpinLockAcquire(&async_shared->mutex);
-	ps = proj_slot(name, true);
-	if (ps)
+	proj_async_state_get(name, &st);
+	st.last_batch_at = now;
+	if (nfails == 0)
 	{
-		ps->last_batch_at = now;
-		if (nfails == 0)
-		{
-			ps->state = ASYNC_RUNNING;
-			ps->attempts = 0;
-			ps->failing_pos = 0;
-		}
-		else
-		{
-			int64		delay;
-
-			if (ps->state != ASYNC_FAILING || ps->failing_pos != fpos)
-				ps->attempts = 0;
-			ps->attempts++;
-			ps->failing_pos = fpos;
-			delay = (int64) async_retry_delay << Min(ps->attempts - 1, 16);
-			ps->retry_at = now + Min(delay, ASYNC_MAX_DELAY_MS) * INT64CONST(1000);
-			ps->state = ps->attempts >= async_max_attempts ? ASYNC_FAILED : ASYNC_FAILING;
-			attempts = ps->attempts;
-		}
+		st.state = ASYNC_RUNNING;
+		st.attempts = 0;
+		st.failing_pos = 0;
 	}
-	SpinLockRelease(&async_shared->mutex);
-	if (nfails > 0)
+	else
 	{
+		int64		delay;
+
+		if (st.state != ASYNC_FAILING || st.failing_pos != fpos)
+			st.attempts = 0;
+		st.attempts++;
+		st.failing_pos = fpos;
+		delay = (int64) async_retry_delay << Min(st.attempts - 1, 16);
+		st.retry_at = now + Min(delay, ASYNC_MAX_DELAY_MS) * INT64CONST(1000);
+		st.state = st.attempts >= async_max_attempts ? ASYNC_FAILED : ASYNC_FAILING;
 		ereport(LOG,
 				(errmsg("async projection \"%s\" failed on the event at position %lld (attempt %d of %d): %s",
-						name, (long long) fpos, attempts, async_max_attempts, errtext)));
+						name, (long long) fpos, st.attempts, async_max_attempts, errtext)));
 	}
+	proj_async_state_set(name, &st);
 	if (errtext)
 		pfree(errtext);
 	return did;
@@ -888,19 +824,17 @@ evstore_async_worker_main(Datum arg)
 				FlushErrorState();
 				AbortCurrentTransaction();
 				pgstat_report_activity(STATE_IDLE, NULL);
-				SpinLockAcquire(&async_shared->mutex);
 				{
-					AsyncProjSlot *ps = proj_slot(name, true);
+					ProjAsyncState st;
 
-					if (ps)
-					{
-						ps->state = ASYNC_FAILING;
-						ps->attempts++;
-						ps->retry_at = GetCurrentTimestamp() +
-							(int64) Min(async_retry_delay * 2, ASYNC_MAX_DELAY_MS) * 1000;
-					}
+					/* try again later */
+					proj_async_state_get(name, &st);
+					st.state = ASYNC_FAILING;
+					st.attempts++;
+					st.retry_at = GetCurrentTimestamp() +
+						(int64) Min(async_retry_delay * 2, ASYNC_MAX_DELAY_MS) * 1000;
+					proj_async_state_set(name, &st);
 				}
-				SpinLockRelease(&async_shared->mutex);
 			}
 			PG_END_TRY();
 			MemoryContextSwitchTo(cxt);
@@ -947,7 +881,6 @@ proj_async_attach(const char *name)
 					  "WHEN c.upsert_types IS NOT NULL THEN c.upsert_types || coalesce(c.delete_types, '{}') END) "
 					  "FROM evstore.projections_catalog c WHERE c.name = $1",
 					  1, types, values, NULL);
-	forget_state(name);
 }
 
 /* Called by drop_projection for an async projection: drop its subscription. */
@@ -959,7 +892,6 @@ proj_async_detach(const char *name)
 
 	values[0] = CStringGetTextDatum(psprintf("projection:%s", name));
 	proj_catalog_exec("SELECT evstore.drop_subscription($1, true)", 1, types, values, NULL);
-	forget_state(name);
 }
 
 static Datum
@@ -994,8 +926,11 @@ set_paused(FunctionCallInfo fcinfo, bool paused)
 								2, types, values, NULL);
 	if (!paused)
 	{
+		ProjAsyncState st;
+
 		/* resuming also retries a failing event at once */
-		forget_state(name);
+		memset(&st, 0, sizeof(st));
+		proj_async_state_set(name, &st);
 		wake_worker();
 	}
 	PG_RETURN_BOOL(changed > 0);
@@ -1044,36 +979,37 @@ evstore_projection_async_status(PG_FUNCTION_ARGS)
 		Datum		v[8];
 		bool		n[8] = {false, true, false, true, true, true, true, false};
 		AsyncWorkerSlot *w = NULL;
-		AsyncProjSlot *s = NULL;
+		ProjAsyncState s;
 		const char *state = "stopped";
 
 		if (!p->is_async)
 			continue;
+		proj_async_state_get(p->name, &s);
 		if (async_shared)
 		{
 			SpinLockAcquire(&async_shared->mutex);
 			w = db_worker(MyDatabaseId, NULL);
-			s = proj_slot(p->name, false);
 			if (w)
 			{
 				v[1] = Int32GetDatum(w->pid);
 				n[1] = false;
-				state = s ? state_names[s->state] : "starting";
-			}
-			if (s && s->attempts > 0)
-			{
-				v[3] = Int32GetDatum(s->attempts);
-				v[4] = Int64GetDatum(s->failing_pos);
-				v[5] = TimestampTzGetDatum(s->retry_at);
-				n[3] = n[4] = false;
-				n[5] = s->state != ASYNC_FAILING;
-			}
-			if (s && s->last_batch_at != 0)
-			{
-				v[6] = TimestampTzGetDatum(s->last_batch_at);
-				n[6] = false;
 			}
 			SpinLockRelease(&async_shared->mutex);
+		}
+		if (w)
+			state = state_names[s.state];
+		if (s.attempts > 0)
+		{
+			v[3] = Int32GetDatum(s.attempts);
+			v[4] = Int64GetDatum(s.failing_pos);
+			v[5] = TimestampTzGetDatum(s.retry_at);
+			n[3] = n[4] = false;
+			n[5] = s.state != ASYNC_FAILING;
+		}
+		if (s.last_batch_at != 0)
+		{
+			v[6] = TimestampTzGetDatum(s.last_batch_at);
+			n[6] = false;
 		}
 		if (p->paused)
 			state = "paused";
