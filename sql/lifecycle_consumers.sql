@@ -97,7 +97,7 @@ DROP ROLE lc_plain;
 CREATE ROLE lc_app;
 GRANT USAGE ON SCHEMA evstore TO lc_app;
 GRANT EXECUTE ON FUNCTION evstore.mark_processed(text, uuid), evstore.load_snapshot(text),
-    evstore.create_subscription(text, text[], text[], integer, bigint, interval),
+    evstore.create_subscription(text, text[], text[], integer, bigint, interval, integer, interval),
     evstore.subscription_fetch(text, integer, integer, text),
     evstore.drop_subscription(text, boolean) TO lc_app;
 SET ROLE lc_app;

@@ -377,14 +377,17 @@ COMMENT ON TABLE evstore.subscription_checkpoints IS
 SELECT pg_catalog.pg_extension_config_dump('evstore.subscription_checkpoints', '');
 
 -- evstore.create_subscription(name text, categories text[], event_types text[],
---     group_size integer, start_position bigint, lease_timeout interval) -> void
+--     group_size integer, start_position bigint, lease_timeout interval,
+--     max_attempts integer, retry_delay interval) -> void
 CREATE FUNCTION evstore.create_subscription(
     name text,
     categories text[] DEFAULT NULL,
     event_types text[] DEFAULT NULL,
     group_size integer DEFAULT 1,
     start_position bigint DEFAULT 0,
-    lease_timeout interval DEFAULT '30 seconds')
+    lease_timeout interval DEFAULT '30 seconds',
+    max_attempts integer DEFAULT 5,
+    retry_delay interval DEFAULT '10 seconds')
 RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -417,14 +420,16 @@ BEGIN
         RAISE EXCEPTION 'categories and event_types must be one-dimensional arrays without nulls'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM evstore._check_failure_settings($7, $8);
     IF EXISTS (SELECT FROM evstore.subscription_checkpoints c WHERE c.subscription = $1) THEN
         RAISE EXCEPTION 'subscription "%" already exists', $1
             USING ERRCODE = 'duplicate_object';
     END IF;
     INSERT INTO evstore.subscription_checkpoints
         (subscription, member, group_size, categories, event_types, lease_timeout,
-         acked_position, created_at, updated_at)
-    SELECT $1, m, $4, $2, $3, $6, $5, pg_catalog.clock_timestamp(), pg_catalog.clock_timestamp()
+         acked_position, created_at, updated_at, max_attempts, retry_delay)
+    SELECT $1, m, $4, $2, $3, $6, $5, pg_catalog.clock_timestamp(), pg_catalog.clock_timestamp(),
+           $7, $8
     FROM pg_catalog.generate_series(0, $4 - 1) AS m
     ON CONFLICT ON CONSTRAINT subscription_checkpoints_pkey DO NOTHING;
     IF NOT FOUND THEN
@@ -433,8 +438,8 @@ BEGIN
     END IF;
 END
 $fn$;
-COMMENT ON FUNCTION evstore.create_subscription(text, text[], text[], integer, bigint, interval) IS
-    'Create a durable subscription: filters, number of consumer-group members, start position and lease timeout';
+COMMENT ON FUNCTION evstore.create_subscription(text, text[], text[], integer, bigint, interval, integer, interval) IS
+    'Create a durable subscription: filters, number of consumer-group members, start position, lease timeout and failure handling (attempts before parking, retry delay)';
 
 -- evstore.drop_subscription(name text, if_exists boolean) -> boolean
 CREATE FUNCTION evstore.drop_subscription(name text, if_exists boolean DEFAULT false)
@@ -444,11 +449,15 @@ RETURNS boolean
     AS $fn$
 BEGIN
     DELETE FROM evstore.subscription_checkpoints c WHERE c.subscription = $1;
-    IF NOT FOUND AND NOT coalesce($2, false) THEN
+    IF FOUND THEN
+        DELETE FROM evstore.subscription_holds h WHERE h.subscription = $1;
+        RETURN true;
+    END IF;
+    IF NOT coalesce($2, false) THEN
         RAISE EXCEPTION 'subscription "%" does not exist', $1
             USING ERRCODE = 'undefined_object';
     END IF;
-    RETURN FOUND;
+    RETURN false;
 END
 $fn$;
 COMMENT ON FUNCTION evstore.drop_subscription(text, boolean) IS
@@ -520,6 +529,11 @@ BEGIN
             WHERE c.subscription = $1 AND c.member = $2;
         IF FOUND AND r.consumer = $4
            AND r.lease_until - r.lease_timeout / 2 > pg_catalog.clock_timestamp() THEN
+            IF EXISTS (SELECT FROM evstore.subscription_holds h
+                       WHERE h.subscription = $1 AND h.member = $2) THEN
+                RETURN QUERY SELECT * FROM evstore._subscription_fetch_held(r, $3);
+                RETURN;
+            END IF;
             RETURN QUERY SELECT * FROM evstore.read_all(r.acked_position, $3, r.categories,
                 r.event_types,
                 CASE WHEN r.group_size > 1 THEN r.member END,
@@ -537,6 +551,12 @@ BEGIN
         UPDATE evstore.subscription_checkpoints c
             SET consumer = $4, lease_until = pg_catalog.clock_timestamp() + r.lease_timeout
             WHERE c.subscription = $1 AND c.member = $2;
+    END IF;
+    -- failure handling: streams held back behind a failed event (docs/subscriptions.md)
+    IF EXISTS (SELECT FROM evstore.subscription_holds h
+               WHERE h.subscription = $1 AND h.member = $2) THEN
+        RETURN QUERY SELECT * FROM evstore._subscription_fetch_held(r, $3);
+        RETURN;
     END IF;
     RETURN QUERY SELECT * FROM evstore.read_all(r.acked_position, $3, r.categories, r.event_types,
         CASE WHEN r.group_size > 1 THEN r.member END,
@@ -597,11 +617,17 @@ BEGIN
             lease_until = CASE WHEN $4 IS NULL THEN c.lease_until
                                ELSE pg_catalog.clock_timestamp() + c.lease_timeout END
         WHERE c.subscription = $1 AND c.member = $2;
+    -- failure handling: redelivered events of held-back streams (docs/subscriptions.md)
+    IF EXISTS (SELECT FROM evstore.subscription_holds h
+               WHERE h.subscription = $1 AND h.member = $2
+                 AND (h.delivered_through IS NOT NULL OR h.state = 'skipped')) THEN
+        moved := evstore._subscription_ack_held($1, $2, $3) OR moved;
+    END IF;
     RETURN moved;
 END
 $fn$;
 COMMENT ON FUNCTION evstore.subscription_ack(text, integer, bigint, text) IS
-    'Move a member''s checkpoint forward to position (compare-and-set: never backwards; false when it was already there)';
+    'Move a member''s checkpoint forward to position (compare-and-set: never backwards) and settle the redelivered events of held-back streams up to it; false when nothing changed';
 
 -- evstore.subscription_release(name text, member integer, consumer text) -> boolean
 CREATE FUNCTION evstore.subscription_release(name text, member integer, consumer text)
@@ -821,7 +847,7 @@ REVOKE ALL ON FUNCTION
     evstore.save_snapshot(text, bigint, jsonb),
     evstore.load_snapshot(text),
     evstore.delete_snapshot(text),
-    evstore.create_subscription(text, text[], text[], integer, bigint, interval),
+    evstore.create_subscription(text, text[], text[], integer, bigint, interval, integer, interval),
     evstore.drop_subscription(text, boolean),
     evstore._subscription_member(text, integer),
     evstore.subscription_fetch(text, integer, integer, text),
@@ -1474,6 +1500,740 @@ REVOKE ALL ON FUNCTION
     evstore.validate_event(text, jsonb, integer)
 FROM PUBLIC;
 
+-- ==== subscription failure handling (0.3.0) ====
+-- Nack, retry, park, replay and skip for durable subscriptions, keeping each
+-- stream in order (docs/subscriptions.md, "Failure handling").
+
+-- Per-subscription settings (kept on every member's row, like lease_timeout).
+ALTER TABLE evstore.subscription_checkpoints
+    ADD COLUMN max_attempts integer NOT NULL DEFAULT 5,
+    ADD COLUMN retry_delay interval NOT NULL DEFAULT '10 seconds',
+    ADD CONSTRAINT subscription_checkpoints_failure_check
+        CHECK (max_attempts BETWEEN 1 AND 1000000 AND retry_delay >= interval '0');
+
+-- One row per stream a subscription holds back.  The head (global_position,
+-- stream_version, event_id, event_type) is the stream's next event to
+-- deliver: a failed one waiting for its retry (state 'retry', retry_at),
+-- a parked one (state 'parked'), or, after the head succeeded, the next
+-- event of the stream that the checkpoint had already passed (state
+-- 'retry', due at once, attempts 0).  Every later event of the stream is
+-- held back: those at or below the member's acked_position are read from
+-- evstore.events by stream_version when their turn comes; those above it
+-- are left out of read_all's batches.  delivered_through: the highest
+-- position of this stream that subscription_fetch returned since the last
+-- nack (NULL: the head is not out with a consumer).  skipped_through: the
+-- stream's events up to it were given up by subscription_skip while the
+-- checkpoint had not passed them, so read_all's batches leave them out
+-- (state 'skipped': nothing else is held).
+CREATE TABLE evstore.subscription_holds (
+    subscription      text        NOT NULL,
+    member            integer     NOT NULL,
+    stream_id         text        NOT NULL,
+    global_position   bigint      NOT NULL,
+    stream_version    bigint      NOT NULL,
+    event_id          uuid        NOT NULL,
+    event_type        text        NOT NULL,
+    state             text        NOT NULL,
+    attempts          integer     NOT NULL,
+    retry_at          timestamptz,
+    last_error        text,
+    first_failed_at   timestamptz,
+    last_failed_at    timestamptz,
+    parked_at         timestamptz,
+    last_consumer     text,
+    delivered_through bigint,
+    delivered_at      timestamptz,
+    skipped_through   bigint,
+    held_since        timestamptz NOT NULL,
+    CONSTRAINT subscription_holds_pkey PRIMARY KEY (subscription, member, stream_id),
+    CONSTRAINT subscription_holds_position_key UNIQUE (subscription, global_position),
+    CONSTRAINT subscription_holds_state_check CHECK (
+        (state = 'retry' AND retry_at IS NOT NULL AND parked_at IS NULL)
+        OR (state = 'parked' AND parked_at IS NOT NULL AND delivered_through IS NULL)
+        OR (state = 'skipped' AND skipped_through IS NOT NULL AND delivered_through IS NULL)),
+    CONSTRAINT subscription_holds_attempts_check CHECK (attempts >= 0),
+    CONSTRAINT subscription_holds_delivered_check
+        CHECK (delivered_through IS NULL OR delivered_through >= global_position)
+);
+COMMENT ON TABLE evstore.subscription_holds IS
+    'Durable subscriptions: streams held back behind an event that failed (waiting for a retry or parked) or that is to be delivered again';
+SELECT pg_catalog.pg_extension_config_dump('evstore.subscription_holds', '');
+
+-- evstore._check_failure_settings(max_attempts integer, retry_delay interval) -> void
+CREATE FUNCTION evstore._check_failure_settings(max_attempts integer, retry_delay interval)
+RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF $1 IS NULL OR $1 < 1 OR $1 > 1000000 THEN
+        RAISE EXCEPTION 'max_attempts must be between 1 and 1000000, not %', coalesce($1::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'max_attempts 1 parks an event at its first failure.';
+    END IF;
+    IF $2 IS NULL OR $2 < interval '0' THEN
+        RAISE EXCEPTION 'retry_delay must be an interval >= 0, not %', coalesce($2::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$fn$;
+
+-- Make h's stream go on after its head (and the delivered events up to
+-- done_through) counts as handled: the next held event of the stream that
+-- the checkpoint has passed becomes the head, due at once; when there is
+-- none, the hold ends and read_all delivers the rest of the stream.  The
+-- caller holds the member's lock.
+-- evstore._subscription_advance(r subscription_checkpoints, h subscription_holds,
+--     done_through bigint) -> bigint (the new head, NULL when the hold ended)
+CREATE FUNCTION evstore._subscription_advance(
+    r evstore.subscription_checkpoints,
+    h evstore.subscription_holds,
+    done_through bigint)
+RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    nx evstore.events;
+BEGIN
+    -- in a stream, global positions grow with stream versions (the append
+    -- draws them under the stream's lock), so the version index finds the
+    -- next event; every event of the stream at or below acked_position is
+    -- committed (an ack never passes read_all's horizon), so none is missed
+    SELECT e.* INTO nx FROM evstore.events e
+        WHERE e.stream_id = h.stream_id AND e.stream_version > h.stream_version
+          AND e.global_position > $3
+          AND (r.event_types IS NULL OR e.event_type = ANY (r.event_types))
+        ORDER BY e.stream_version LIMIT 1;
+    IF $3 > r.acked_position THEN
+        -- the head given up lies after the checkpoint: read_all's batches
+        -- must leave it out until the checkpoint passes it
+        UPDATE evstore.subscription_holds x
+            SET state = 'skipped', skipped_through = $3, retry_at = NULL, parked_at = NULL,
+                delivered_through = NULL, delivered_at = NULL
+            WHERE x.subscription = h.subscription AND x.member = h.member
+              AND x.stream_id = h.stream_id;
+        RETURN NULL;
+    END IF;
+    IF NOT FOUND OR nx.global_position > r.acked_position THEN
+        DELETE FROM evstore.subscription_holds x
+            WHERE x.subscription = h.subscription AND x.member = h.member
+              AND x.stream_id = h.stream_id;
+        RETURN NULL;
+    END IF;
+    UPDATE evstore.subscription_holds x
+        SET global_position = nx.global_position, stream_version = nx.stream_version,
+            event_id = nx.event_id, event_type = nx.event_type,
+            state = 'retry', attempts = 0, retry_at = pg_catalog.clock_timestamp(),
+            last_error = NULL, first_failed_at = NULL, last_failed_at = NULL, parked_at = NULL,
+            delivered_through = CASE WHEN x.delivered_through >= nx.global_position
+                                     THEN x.delivered_through END,
+            delivered_at = CASE WHEN x.delivered_through >= nx.global_position
+                                THEN x.delivered_at END
+        WHERE x.subscription = h.subscription AND x.member = h.member
+          AND x.stream_id = h.stream_id;
+    RETURN nx.global_position;
+END
+$fn$;
+
+-- subscription_fetch for a member that holds streams back: the held events
+-- whose turn it is (due heads and what follows them, up to the checkpoint),
+-- then read_all's batch without the held-back events.  Marks what it
+-- returns of held streams as delivered, under the member's lock.
+-- evstore._subscription_fetch_held(r subscription_checkpoints, max_count integer)
+--     -> SETOF evstore.events
+CREATE FUNCTION evstore._subscription_fetch_held(
+    r evstore.subscription_checkpoints,
+    max_count integer)
+RETURNS SETOF evstore.events
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER ROWS 100
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    t timestamptz := pg_catalog.clock_timestamp();
+    upcast boolean := coalesce(pg_catalog.current_setting('evstore.upcast', true), 'on')::boolean;
+    locked boolean := false;
+    e evstore.events;
+    h evstore.subscription_holds;
+    n integer := 0;
+    got integer;
+    pos bigint;
+    lead_end bigint;
+BEGIN
+    IF EXISTS (SELECT FROM evstore.subscription_holds x
+               WHERE x.subscription = r.subscription AND x.member = r.member
+                 AND x.state = 'retry' AND x.retry_at <= t) THEN
+        -- something is due: lock the member (acks, nacks, replays and skips
+        -- do too) and read its checkpoint again
+        r := evstore._subscription_member(r.subscription, r.member);
+        locked := true;
+        FOR e IN
+            SELECT ev.*
+            FROM evstore.subscription_holds x
+            CROSS JOIN LATERAL (
+                SELECT y.* FROM evstore.events y
+                WHERE y.stream_id = x.stream_id AND y.stream_version >= x.stream_version
+                  AND y.global_position <= r.acked_position
+                  AND (r.event_types IS NULL OR y.event_type = ANY (r.event_types))
+                ORDER BY y.stream_version LIMIT $2) ev
+            WHERE x.subscription = r.subscription AND x.member = r.member
+              AND x.state = 'retry' AND x.retry_at <= t
+              AND x.global_position <= r.acked_position
+            ORDER BY ev.global_position LIMIT $2
+        LOOP
+            UPDATE evstore.subscription_holds x
+                SET delivered_through = greatest(x.delivered_through, e.global_position),
+                    delivered_at = t
+                WHERE x.subscription = r.subscription AND x.member = r.member
+                  AND x.stream_id = e.stream_id;
+            n := n + 1;
+            IF upcast THEN
+                e := evstore.upcast(e);
+            END IF;
+            RETURN NEXT e;
+        END LOOP;
+    END IF;
+    -- then the events after the checkpoint, less those held back; a batch
+    -- of only held-back events asks read_all for more
+    pos := r.acked_position;
+    <<scan>>
+    WHILE n < $2 LOOP
+        got := 0;
+        FOR e IN SELECT * FROM evstore.read_all(pos, $2, r.categories, r.event_types,
+                CASE WHEN r.group_size > 1 THEN r.member END,
+                CASE WHEN r.group_size > 1 THEN r.group_size END)
+        LOOP
+            got := got + 1;
+            pos := e.global_position;
+            SELECT * INTO h FROM evstore.subscription_holds x
+                WHERE x.subscription = r.subscription AND x.member = r.member
+                  AND x.stream_id = e.stream_id;
+            IF FOUND AND (e.global_position <= h.skipped_through
+                          OR (h.state <> 'skipped'
+                              AND (e.global_position > h.global_position
+                                   OR NOT (locked AND h.state = 'retry' AND h.retry_at <= t
+                                           AND e.global_position = h.global_position)))) THEN
+                -- given up, or held back
+                IF n = 0 THEN
+                    lead_end := pos;
+                END IF;
+                CONTINUE;
+            END IF;
+            IF FOUND AND h.state <> 'skipped' THEN
+                -- a due head after the checkpoint
+                UPDATE evstore.subscription_holds x
+                    SET delivered_through = greatest(x.delivered_through, e.global_position),
+                        delivered_at = t
+                    WHERE x.subscription = r.subscription AND x.member = r.member
+                      AND x.stream_id = e.stream_id;
+            END IF;
+            n := n + 1;
+            RETURN NEXT e;
+            EXIT scan WHEN n >= $2;
+        END LOOP;
+        EXIT WHEN got < $2;
+    END LOOP;
+    -- Every event between the checkpoint and lead_end is held back (or not
+    -- the member's): move the checkpoint past them, so that a stream held
+    -- back for long does not make each fetch read its events again.  They
+    -- stay held: they are delivered from evstore.events in their turn.
+    IF lead_end IS NOT NULL THEN
+        IF NOT locked THEN
+            r := evstore._subscription_member(r.subscription, r.member);
+        END IF;
+        UPDATE evstore.subscription_checkpoints c
+            SET acked_position = lead_end, updated_at = pg_catalog.clock_timestamp()
+            WHERE c.subscription = r.subscription AND c.member = r.member
+              AND c.acked_position < lead_end;
+    END IF;
+END
+$fn$;
+
+-- subscription_ack's part for held-back streams: the delivered events of a
+-- held stream at or below the acknowledged position are handled.  The
+-- caller holds the member's lock and has moved the checkpoint.
+-- evstore._subscription_ack_held(name text, member integer, position bigint) -> boolean
+CREATE FUNCTION evstore._subscription_ack_held(name text, member integer, "position" bigint)
+RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+    h evstore.subscription_holds;
+    done boolean := false;
+BEGIN
+    SELECT * INTO r FROM evstore.subscription_checkpoints c
+        WHERE c.subscription = $1 AND c.member = $2;
+    DELETE FROM evstore.subscription_holds x
+        WHERE x.subscription = $1 AND x.member = $2 AND x.state = 'skipped'
+          AND x.skipped_through <= r.acked_position;
+    FOR h IN SELECT * FROM evstore.subscription_holds x
+             WHERE x.subscription = $1 AND x.member = $2 AND x.state <> 'skipped'
+               AND x.delivered_through IS NOT NULL AND x.global_position <= $3
+             ORDER BY x.global_position
+    LOOP
+        PERFORM evstore._subscription_advance(r, h, least($3, h.delivered_through));
+        done := true;
+    END LOOP;
+    RETURN done;
+END
+$fn$;
+
+-- evstore.subscription_nack(name text, member integer, position bigint,
+--     error text, retry_after interval, consumer text) -> text
+CREATE FUNCTION evstore.subscription_nack(
+    name text,
+    member integer,
+    "position" bigint,
+    error text DEFAULT NULL,
+    retry_after interval DEFAULT NULL,
+    consumer text DEFAULT NULL)
+RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+    h evstore.subscription_holds;
+    e evstore.events;
+    horizon bigint;
+    t timestamptz;
+    att integer;
+    st text;
+BEGIN
+    IF $3 IS NULL THEN
+        RAISE EXCEPTION 'position must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF $3 <= 0 THEN
+        RAISE EXCEPTION 'position must be > 0, not %', $3
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $5 < interval '0' THEN
+        RAISE EXCEPTION 'retry_after must not be negative, not %', $5
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $6 = '' THEN
+        RAISE EXCEPTION 'consumer must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_catalog.octet_length($6) > 1024 THEN
+        RAISE EXCEPTION 'consumer is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($6));
+    END IF;
+    r := evstore._subscription_member($1, $2);
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
+       AND r.consumer IS DISTINCT FROM $6 THEN
+        RAISE EXCEPTION 'member % of subscription "%" is leased by consumer "%"', $2, $1, r.consumer
+            USING ERRCODE = 'lock_not_available',
+                  DETAIL = format('The lease runs until %s.', r.lease_until),
+                  HINT = 'A consumer whose lease expired must stop and fetch again.';
+    END IF;
+    horizon := evstore.read_all_horizon();
+    IF $3 > horizon THEN
+        RAISE EXCEPTION 'cannot nack position % of subscription "%"', $3, $1
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('read_all has not reached it yet (its horizon is %s), so it was not delivered.', horizon);
+    END IF;
+    SELECT * INTO e FROM evstore.events x WHERE x.global_position = $3;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'there is no event at position %', $3
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the global_position of the event that failed.';
+    END IF;
+    IF (r.categories IS NOT NULL AND NOT e.category = ANY (r.categories))
+       OR (r.event_types IS NOT NULL AND NOT e.event_type = ANY (r.event_types))
+       OR (r.group_size > 1 AND e.stream_bucket % r.group_size <> r.member) THEN
+        RAISE EXCEPTION 'the event at position % is not one of member % of subscription "%"', $3, $2, $1
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It is a %s event of stream "%s", which the member''s filters or consumer-group bucket leave out.',
+                                  e.event_type, e.stream_id);
+    END IF;
+    t := pg_catalog.clock_timestamp();
+    SELECT * INTO h FROM evstore.subscription_holds x
+        WHERE x.subscription = $1 AND x.member = $2 AND x.stream_id = e.stream_id;
+    IF FOUND AND $3 <= h.skipped_through THEN
+        RAISE EXCEPTION 'the event at position % of subscription "%" was skipped', $3, $1
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('evstore.subscription_skip gave up the events of stream "%s" up to position %s.',
+                                  e.stream_id, h.skipped_through);
+    END IF;
+    IF FOUND AND h.state = 'skipped' THEN
+        -- the first failure after skipped events that the checkpoint has
+        -- not passed yet: the row keeps leaving them out
+        IF $3 <= r.acked_position THEN
+            RAISE EXCEPTION 'the event at position % of subscription "%" is already acknowledged', $3, $1
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Member %s has acknowledged position %s.', $2, r.acked_position);
+        END IF;
+        st := CASE WHEN 1 >= r.max_attempts THEN 'parked' ELSE 'retry' END;
+        UPDATE evstore.subscription_holds x
+            SET global_position = e.global_position, stream_version = e.stream_version,
+                event_id = e.event_id, event_type = e.event_type,
+                state = st, attempts = 1,
+                retry_at = CASE WHEN st = 'retry' THEN t + coalesce($5, r.retry_delay) END,
+                last_error = pg_catalog.left($4, 8192),
+                first_failed_at = t, last_failed_at = t,
+                parked_at = CASE WHEN st = 'parked' THEN t END,
+                last_consumer = coalesce($6, r.consumer), held_since = t
+            WHERE x.subscription = $1 AND x.member = $2 AND x.stream_id = e.stream_id;
+    ELSIF FOUND THEN
+        IF $3 < h.global_position THEN
+            RAISE EXCEPTION 'the event at position % of subscription "%" is already acknowledged', $3, $1
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Stream "%s" is held at position %s, after it.', e.stream_id, h.global_position);
+        ELSIF h.delivered_through IS NULL OR $3 > h.delivered_through THEN
+            IF $3 = h.global_position THEN
+                RAISE EXCEPTION 'the event at position % of subscription "%" is %', $3, $1,
+                        CASE WHEN h.state = 'parked' THEN 'parked' ELSE 'waiting for a retry' END
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = 'It was not delivered again since it was last nacked.',
+                          HINT = 'Nack only events subscription_fetch returned; evstore.subscription_held shows the held streams.';
+            END IF;
+            RAISE EXCEPTION 'the event at position % of subscription "%" is held back', $3, $1
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('An earlier event of stream "%s", at position %s, is %s.', e.stream_id,
+                                      h.global_position,
+                                      CASE WHEN h.state = 'parked' THEN 'parked'
+                                           WHEN h.delivered_through IS NULL THEN 'waiting for a retry'
+                                           ELSE 'out for delivery' END),
+                      HINT = 'After a nack, leave the later events of its stream in the batch alone: they come again after it.';
+        END IF;
+        -- the head failed again, or a later delivered event of its stream
+        -- failed (the ones before it were handled)
+        att := CASE WHEN $3 = h.global_position THEN h.attempts + 1 ELSE 1 END;
+        st := CASE WHEN att >= r.max_attempts THEN 'parked' ELSE 'retry' END;
+        UPDATE evstore.subscription_holds x
+            SET global_position = e.global_position, stream_version = e.stream_version,
+                event_id = e.event_id, event_type = e.event_type,
+                state = st, attempts = att,
+                retry_at = CASE WHEN st = 'retry' THEN t + coalesce($5, r.retry_delay) END,
+                last_error = pg_catalog.left($4, 8192),
+                first_failed_at = CASE WHEN att = 1 THEN t ELSE x.first_failed_at END,
+                last_failed_at = t,
+                parked_at = CASE WHEN st = 'parked' THEN t END,
+                last_consumer = coalesce($6, r.consumer),
+                delivered_through = NULL, delivered_at = NULL
+            WHERE x.subscription = $1 AND x.member = $2 AND x.stream_id = e.stream_id;
+    ELSE
+        IF $3 <= r.acked_position THEN
+            RAISE EXCEPTION 'the event at position % of subscription "%" is already acknowledged', $3, $1
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Member %s has acknowledged position %s.', $2, r.acked_position);
+        END IF;
+        att := 1;
+        st := CASE WHEN att >= r.max_attempts THEN 'parked' ELSE 'retry' END;
+        INSERT INTO evstore.subscription_holds
+            (subscription, member, stream_id, global_position, stream_version, event_id, event_type,
+             state, attempts, retry_at, last_error, first_failed_at, last_failed_at, parked_at,
+             last_consumer, held_since)
+        VALUES ($1, $2, e.stream_id, e.global_position, e.stream_version, e.event_id, e.event_type,
+                st, att, CASE WHEN st = 'retry' THEN t + coalesce($5, r.retry_delay) END,
+                pg_catalog.left($4, 8192), t, t, CASE WHEN st = 'parked' THEN t END,
+                coalesce($6, r.consumer), t);
+    END IF;
+    IF $6 IS NOT NULL THEN
+        UPDATE evstore.subscription_checkpoints c
+            SET consumer = $6, lease_until = pg_catalog.clock_timestamp() + c.lease_timeout
+            WHERE c.subscription = $1 AND c.member = $2;
+    END IF;
+    RETURN st;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_nack(text, integer, bigint, text, interval, text) IS
+    'Report that the consumer could not handle the event at position: ''retry'' (delivered again after retry_after) or ''parked'' (max_attempts reached); later events of its stream wait';
+
+-- evstore.alter_subscription(name text, max_attempts integer, retry_delay interval,
+--     lease_timeout interval) -> void
+CREATE FUNCTION evstore.alter_subscription(
+    name text,
+    max_attempts integer DEFAULT NULL,
+    retry_delay interval DEFAULT NULL,
+    lease_timeout interval DEFAULT NULL)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+BEGIN
+    r := evstore._subscription_member($1, 0);
+    PERFORM evstore._check_failure_settings(coalesce($2, r.max_attempts), coalesce($3, r.retry_delay));
+    IF $4 <= interval '0' THEN
+        RAISE EXCEPTION 'lease_timeout must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE evstore.subscription_checkpoints c
+        SET max_attempts = coalesce($2, c.max_attempts),
+            retry_delay = coalesce($3, c.retry_delay),
+            lease_timeout = coalesce($4, c.lease_timeout)
+        WHERE c.subscription = $1;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.alter_subscription(text, integer, interval, interval) IS
+    'Change a subscription''s failure handling (attempts before parking, default retry delay) or lease timeout; NULL keeps a setting';
+
+-- Lock the member that holds a stream back at position, or that holds
+-- stream_id back; NULL when none does.  Errors for an unknown subscription.
+-- evstore._subscription_hold(name text, position bigint, stream_id text)
+--     -> subscription_holds
+CREATE FUNCTION evstore._subscription_hold(name text, "position" bigint, stream_id text)
+RETURNS evstore.subscription_holds
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    h evstore.subscription_holds;
+    m integer;
+BEGIN
+    IF $1 IS NULL OR ($2 IS NULL AND $3 IS NULL) THEN
+        RAISE EXCEPTION 'subscription name and % must not be null',
+                CASE WHEN $3 IS NULL THEN 'position' ELSE 'stream_id' END
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT FROM evstore.subscription_checkpoints c WHERE c.subscription = $1) THEN
+        RAISE EXCEPTION 'subscription "%" does not exist', $1
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    -- the member, then its lock, then the row as it is under the lock
+    SELECT x.member INTO m FROM evstore.subscription_holds x
+        WHERE x.subscription = $1 AND (x.global_position = $2 OR x.stream_id = $3);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    PERFORM evstore._subscription_member($1, m);
+    SELECT * INTO h FROM evstore.subscription_holds x
+        WHERE x.subscription = $1 AND x.member = m AND (x.global_position = $2 OR x.stream_id = $3);
+    RETURN h;
+END
+$fn$;
+
+-- The error for a position that heads no hold: say what it is instead.
+-- evstore._subscription_not_held(name text, position bigint, what text) -> void
+CREATE FUNCTION evstore._subscription_not_held(name text, "position" bigint, what text)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    h evstore.subscription_holds;
+BEGIN
+    SELECT x.* INTO h FROM evstore.subscription_holds x JOIN evstore.events e
+        ON e.stream_id = x.stream_id AND e.global_position = $2
+        WHERE x.subscription = $1 AND x.state <> 'skipped';
+    IF FOUND AND h.global_position < $2 THEN
+        RAISE EXCEPTION 'cannot % position % of subscription "%": it is held back', $3, $2, $1
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It waits behind position %s of stream "%s".', h.global_position, h.stream_id),
+                  HINT = format('%s position %s first, or use evstore.subscription_skip_stream.',
+                                CASE WHEN $3 = 'skip' THEN 'Skip' ELSE 'Replay' END, h.global_position);
+    END IF;
+    RAISE EXCEPTION 'cannot % position % of subscription "%": no event there is waiting for a retry or parked', $3, $2, $1
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'evstore.subscription_held lists the events a subscription holds.';
+END
+$fn$;
+
+-- evstore.subscription_replay(name text, position bigint) -> integer
+CREATE FUNCTION evstore.subscription_replay(name text, "position" bigint DEFAULT NULL)
+RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    h evstore.subscription_holds;
+    n integer;
+    t timestamptz := pg_catalog.clock_timestamp();
+BEGIN
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'subscription name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF $2 IS NULL THEN
+        -- every member, in member order
+        PERFORM FROM evstore.subscription_checkpoints c WHERE c.subscription = $1
+            ORDER BY c.member FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'subscription "%" does not exist', $1
+                USING ERRCODE = 'undefined_object';
+        END IF;
+    ELSE
+        h := evstore._subscription_hold($1, $2, NULL);
+        IF h.subscription IS NULL OR h.state = 'skipped' THEN
+            PERFORM evstore._subscription_not_held($1, $2, 'replay');
+        END IF;
+    END IF;
+    -- a parked event gets max_attempts fresh attempts; one waiting for its
+    -- retry keeps its count; one already due (or out) is left as it is
+    UPDATE evstore.subscription_holds x
+        SET state = 'retry', retry_at = t, parked_at = NULL,
+            attempts = CASE WHEN x.state = 'parked' THEN 0 ELSE x.attempts END
+        WHERE x.subscription = $1 AND ($2 IS NULL OR x.global_position = $2)
+          AND (x.state = 'parked' OR (x.retry_at > t AND x.delivered_through IS NULL));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_replay(text, bigint) IS
+    'Retry now: the parked or waiting event at position (NULL: all of the subscription) is delivered at the next fetch; the number of events';
+
+-- evstore.subscription_skip(name text, position bigint) -> bigint
+CREATE FUNCTION evstore.subscription_skip(name text, "position" bigint)
+RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    h evstore.subscription_holds;
+BEGIN
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'position must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    h := evstore._subscription_hold($1, $2, NULL);
+    IF h.subscription IS NULL OR h.state = 'skipped' THEN
+        PERFORM evstore._subscription_not_held($1, $2, 'skip');
+    END IF;
+    RETURN evstore._subscription_advance(
+        (SELECT c FROM evstore.subscription_checkpoints c
+          WHERE c.subscription = h.subscription AND c.member = h.member),
+        h, h.global_position);
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_skip(text, bigint) IS
+    'Give up the parked or waiting event at position as handled; its stream goes on (the next held event''s position, NULL when none is held any more)';
+
+-- evstore.subscription_skip_stream(name text, stream_id text) -> bigint
+CREATE FUNCTION evstore.subscription_skip_stream(name text, stream_id text)
+RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    h evstore.subscription_holds;
+    r evstore.subscription_checkpoints;
+    n bigint;
+BEGIN
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'stream_id must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    h := evstore._subscription_hold($1, NULL, $2);
+    IF h.subscription IS NULL OR h.state = 'skipped' THEN
+        RAISE EXCEPTION 'subscription "%" holds no event of stream "%" back', $1, $2
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'evstore.subscription_held lists the streams a subscription holds.';
+    END IF;
+    SELECT * INTO r FROM evstore.subscription_checkpoints c
+        WHERE c.subscription = h.subscription AND c.member = h.member;
+    -- the held head and every later event of the stream the checkpoint has
+    -- passed are given up; the stream's events after it are delivered
+    SELECT count(*) INTO n FROM evstore.events e
+        WHERE e.stream_id = h.stream_id AND e.stream_version >= h.stream_version
+          AND e.global_position <= greatest(r.acked_position, h.global_position)
+          AND (r.event_types IS NULL OR e.event_type = ANY (r.event_types));
+    PERFORM evstore._subscription_advance(r, h, greatest(r.acked_position, h.global_position));
+    RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_skip_stream(text, text) IS
+    'Give up every held event of a stream (the parked or waiting one and those the checkpoint passed); the stream''s later events are delivered; the number of events given up';
+
+CREATE VIEW evstore.subscription_held AS
+SELECT h.subscription,
+       h.member,
+       h.stream_id,
+       h.global_position,
+       h.stream_version,
+       h.event_id,
+       h.event_type,
+       CASE WHEN h.state = 'parked' THEN 'parked'
+            WHEN h.delivered_through IS NOT NULL THEN 'delivered'
+            WHEN h.retry_at > pg_catalog.clock_timestamp() THEN 'waiting'
+            ELSE 'ready' END AS state,
+       h.attempts,
+       c.max_attempts,
+       h.retry_at,
+       h.last_error,
+       h.first_failed_at,
+       h.last_failed_at,
+       h.parked_at,
+       h.last_consumer AS consumer,
+       (SELECT count(*) FROM evstore.events e
+         WHERE e.stream_id = h.stream_id AND e.stream_version > h.stream_version
+           AND (c.event_types IS NULL OR e.event_type = ANY (c.event_types))) AS held_back,
+       h.held_since
+FROM evstore.subscription_holds h
+JOIN evstore.subscription_checkpoints c ON c.subscription = h.subscription AND c.member = h.member
+WHERE h.state <> 'skipped';
+COMMENT ON VIEW evstore.subscription_held IS
+    'Streams a subscription holds back: the event whose turn it is (waiting for its retry, ready, delivered or parked) and how many later events of the stream wait behind it';
+
+CREATE VIEW evstore.subscription_parked AS
+SELECT h.subscription,
+       h.member,
+       h.stream_id,
+       h.global_position,
+       h.stream_version,
+       h.event_id,
+       h.event_type,
+       h.attempts,
+       h.last_error,
+       h.parked_at AS since,
+       h.first_failed_at,
+       h.consumer,
+       h.held_back,
+       h.held_since
+FROM evstore.subscription_held h
+WHERE h.state = 'parked';
+COMMENT ON VIEW evstore.subscription_parked IS
+    'Parked events: failed max_attempts times; their streams wait until they are replayed or skipped';
+
+CREATE OR REPLACE VIEW evstore.subscriptions AS
+SELECT c.subscription AS name,
+       c.member,
+       c.group_size,
+       c.categories,
+       c.event_types,
+       c.acked_position,
+       (SELECT count(*) FROM evstore.events e
+         WHERE e.global_position > c.acked_position
+           AND (c.categories IS NULL OR e.category = ANY (c.categories))
+           AND (c.event_types IS NULL OR e.event_type = ANY (c.event_types))
+           AND (c.group_size = 1 OR e.stream_bucket % c.group_size = c.member)) AS lag,
+       CASE WHEN c.lease_until > pg_catalog.clock_timestamp() THEN c.consumer END AS consumer,
+       CASE WHEN c.lease_until > pg_catalog.clock_timestamp() THEN c.lease_until END AS lease_until,
+       c.lease_timeout,
+       c.created_at,
+       c.updated_at,
+       c.max_attempts,
+       c.retry_delay,
+       (SELECT count(*) FROM evstore.subscription_holds h
+         WHERE h.subscription = c.subscription AND h.member = c.member
+           AND h.state <> 'skipped') AS held_streams,
+       (SELECT count(*) FROM evstore.subscription_holds h
+         WHERE h.subscription = c.subscription AND h.member = c.member
+           AND h.state = 'parked') AS parked
+FROM evstore.subscription_checkpoints c;
+
+REVOKE ALL ON evstore.subscription_holds, evstore.subscription_held,
+    evstore.subscription_parked FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    evstore._check_failure_settings(integer, interval),
+    evstore._subscription_advance(evstore.subscription_checkpoints, evstore.subscription_holds, bigint),
+    evstore._subscription_fetch_held(evstore.subscription_checkpoints, integer),
+    evstore._subscription_ack_held(text, integer, bigint),
+    evstore._subscription_hold(text, bigint, text),
+    evstore._subscription_not_held(text, bigint, text),
+    evstore.subscription_nack(text, integer, bigint, text, interval, text),
+    evstore.alter_subscription(text, integer, interval, interval),
+    evstore.subscription_replay(text, bigint),
+    evstore.subscription_skip(text, bigint),
+    evstore.subscription_skip_stream(text, text)
+FROM PUBLIC;
+
 -- ==== async projections (0.3.0) ====
 -- Projections that a background worker of evstore runs after the append,
 -- from their own durable subscription 'projection:<name>' (created and
@@ -1568,7 +2328,13 @@ SELECT c.name, c.kind, c.owner, c.handler, c.reset_function, c.target,
        a.attempts AS failing_attempts,
        a.failing_position,
        a.retry_at,
-       a.last_batch_at
+       a.last_batch_at,
+       CASE WHEN c.async THEN
+           (SELECT count(*) FROM evstore.subscription_holds h
+             WHERE h.subscription = 'projection:' || c.name AND h.state <> 'skipped') END AS held_streams,
+       CASE WHEN c.async THEN
+           (SELECT count(*) FROM evstore.subscription_holds h
+             WHERE h.subscription = 'projection:' || c.name AND h.state = 'parked') END AS parked_events
   FROM evstore.projections_catalog c
   LEFT JOIN evstore.projection_stats() s ON s.name = c.name
   LEFT JOIN evstore.projection_async_status() a ON a.name = c.name

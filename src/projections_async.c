@@ -122,11 +122,13 @@ evstore_projections_async_init(void)
 {
 	BackgroundWorker bgw;
 
+	/* a library loaded after startup cannot define a PGC_POSTMASTER setting */
 	DefineCustomIntVariable("evstore.async_workers",
 							"Maximum number of databases whose async projections run at once (one background worker each).",
 							"0 disables async projections and their launcher. Needs max_worker_processes >= this + 1 (the launcher) + other workers.",
 							&async_workers, 2, 0, ASYNC_MAX_WORKERS,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_INTERNAL,
+							0, NULL, NULL, NULL);
 	DefineCustomStringVariable("evstore.async_databases",
 							   "Databases whose async projections evstore runs, comma-separated.",
 							   NULL, &async_databases, "",

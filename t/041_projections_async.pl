@@ -166,15 +166,18 @@ same_models('after resume');
 my $have_nack = $node->safe_psql('postgres',
 	"SELECT to_regprocedure('evstore.subscription_nack(text, integer, bigint, text, interval, text)') IS NOT NULL");
 $node->safe_psql('postgres', q{
-CREATE TABLE poison_model (stream_id text, stream_version bigint);
+CREATE TABLE poison_model (seq bigserial, stream_id text, stream_version bigint);
 CREATE FUNCTION project_poison(e evstore.events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF e.data->>'poison' = 'yes' THEN
         RAISE EXCEPTION 'cannot handle event % of %', e.stream_version, e.stream_id;
     END IF;
-    INSERT INTO public.poison_model VALUES (e.stream_id, e.stream_version);
+    INSERT INTO public.poison_model (stream_id, stream_version) VALUES (e.stream_id, e.stream_version);
 END $$;
 SELECT evstore.create_projection('poison', 'project_poison(evstore.events)', ARRAY['pz'], async => true);
+-- with nack: the subscription's failure settings apply
+SELECT evstore.alter_subscription('projection:poison', max_attempts => 2, retry_delay => '0')
+ WHERE to_regprocedure('evstore.subscription_nack(text, integer, bigint, text, interval, text)') IS NOT NULL;
 SELECT evstore.append_event('pz-1', 'Ok', '{}');
 SELECT evstore.append_event('pz-1', 'Bad', '{"poison": "yes"}');
 SELECT evstore.append_event('pz-1', 'Ok', '{}');
@@ -183,10 +186,23 @@ SELECT evstore.append_event('pz-2', 'Ok', '{}');
 if ($have_nack eq 't')
 {
 	ok($node->poll_query_until('postgres',
+			"SELECT parked_events = 1 FROM evstore.projections WHERE name = 'poison'"),
+		'nack: the failing event is retried, then parked');
+	is($node->safe_psql('postgres', q{
+		SELECT stream_id || '/' || stream_version || ' ' || attempts || ' ' || (last_error LIKE 'cannot handle event 1 of pz-1%')
+		  FROM evstore.subscription_parked WHERE subscription = 'projection:poison'}),
+		'pz-1/1 2 true', 'nack: the parked event, its attempts and error are in evstore.subscription_parked');
+	ok($node->poll_query_until('postgres',
 			"SELECT count(*) = 1 FROM poison_model WHERE stream_id = 'pz-2'"),
 		'nack: the other stream goes on');
+	$node->safe_psql('postgres', "SELECT evstore.append_event('pz-2', 'Ok', '{}')");
+	ok($node->poll_query_until('postgres',
+			"SELECT count(*) = 2 FROM poison_model WHERE stream_id = 'pz-2'"),
+		'nack: and goes on after the event was parked');
 	is($node->safe_psql('postgres', "SELECT string_agg(stream_id || '/' || stream_version, ',' ORDER BY 1) FROM poison_model"),
-		'pz-1/0,pz-2/0', 'nack: the later event of the failing stream waits');
+		'pz-1/0,pz-2/0,pz-2/1', 'nack: the later event of the failing stream waits');
+	is($node->safe_psql('postgres', "SELECT state || ' ' || held_streams FROM evstore.projections WHERE name = 'poison'"),
+		'running 1', 'nack: the projection runs on, holding one stream back');
 }
 else
 {
@@ -205,19 +221,21 @@ else
 # fixed, resumed: everything is applied once, in order
 $node->safe_psql('postgres', q{
 CREATE OR REPLACE FUNCTION project_poison(e evstore.events) RETURNS void LANGUAGE sql
-    AS $$ INSERT INTO public.poison_model VALUES (e.stream_id, e.stream_version) $$;
+    AS $$ INSERT INTO public.poison_model (stream_id, stream_version) VALUES (e.stream_id, e.stream_version) $$;
 });
 if ($have_nack eq 't')
 {
-	$node->safe_psql('postgres', q{
-		SELECT evstore.replay_parked('projection:poison')
-		 WHERE to_regprocedure('evstore.replay_parked(text)') IS NOT NULL});
+	$node->safe_psql('postgres', "SELECT evstore.subscription_replay('projection:poison')");
 }
 $node->safe_psql('postgres', "SELECT evstore.resume_projection('poison')");
-ok($node->poll_query_until('postgres', "SELECT count(*) = 4 FROM poison_model"),
+my $pz = $have_nack eq 't' ? 5 : 4;
+ok($node->poll_query_until('postgres', "SELECT count(*) = $pz FROM poison_model"),
 	'after the fix every event of the poisoned projection is applied');
-is($node->safe_psql('postgres', "SELECT count(*) FROM (SELECT DISTINCT * FROM poison_model) d"),
-	'4', 'each of them once');
+is($node->safe_psql('postgres', "SELECT count(*) FROM (SELECT DISTINCT stream_id, stream_version FROM poison_model) d"),
+	$pz, 'each of them once');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(stream_version::text, ',' ORDER BY seq) FROM poison_model WHERE stream_id = 'pz-1'}),
+	'0,1,2', 'the failing stream in version order');
 same_models('at the end');
 
 # dropping an async projection drops its subscription
