@@ -238,6 +238,38 @@ is($node->safe_psql('postgres', q{
 	'0,1,2', 'the failing stream in version order');
 same_models('at the end');
 
+# the worker runs every projection in the same session: one leaves nothing
+# behind for the next (settings rolled back, session advisory locks refused)
+$node->safe_psql('postgres', q{
+CREATE TABLE session_seen (projection text, work_mem text);
+CREATE FUNCTION a_setter(e evstore.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('work_mem', '77MB', false);
+    INSERT INTO public.session_seen VALUES ('a_setter', current_setting('work_mem'));
+    IF e.event_type = 'Lock' THEN
+        PERFORM pg_advisory_lock(4242);
+    END IF;
+END $$;
+CREATE FUNCTION b_reader(e evstore.events) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO public.session_seen VALUES ('b_reader', current_setting('work_mem')) $$;
+SELECT evstore.create_projection('a_setter', 'a_setter(evstore.events)', ARRAY['sess'], async => true);
+SELECT evstore.create_projection('b_reader', 'b_reader(evstore.events)', ARRAY['sess'], async => true);
+SELECT evstore.append_event('sess-1', 'Set', '{}');
+SELECT evstore.append_event('sess-1', 'Lock', '{}');
+});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 2 FROM session_seen WHERE projection = 'b_reader'}),
+	'both projections ran');
+is($node->safe_psql('postgres', "SELECT string_agg(DISTINCT projection || '=' || work_mem, ' ') FROM session_seen"),
+	'a_setter=77MB b_reader=4MB', 'a setting one projection made is rolled back before the next runs');
+ok($node->poll_query_until('postgres', q{
+	SELECT last_error LIKE '%took a session-level advisory lock%' FROM evstore.projections WHERE name = 'a_setter'}),
+	'a session-level advisory lock fails the event');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	 WHERE a.backend_type = 'evstore async worker' AND l.locktype = 'advisory'}),
+	'0', 'and the worker holds no advisory lock');
+
 # dropping an async projection drops its subscription
 $node->safe_psql('postgres', "SELECT evstore.drop_projection('poison')");
 is($node->safe_psql('postgres', "SELECT count(*) FROM evstore.subscriptions WHERE name = 'projection:poison'"),
