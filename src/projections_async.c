@@ -437,15 +437,17 @@ end_xact(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* The names of the async projections that are not paused. */
+/* The names of the async projections that are not paused; is nack there? */
 static List *
-list_projections(void)
+list_projections(bool *have_nack)
 {
 	List	   *names = NIL;
 
 	begin_xact("evstore: listing async projections");
+	*have_nack = false;
 	if (async_installed())
 	{
+		*have_nack = nack_installed();
 		if (SPI_execute("SELECT name FROM evstore.projections_catalog "
 						"WHERE async AND NOT paused ORDER BY name", true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "evstore: could not list the async projections");
@@ -796,6 +798,7 @@ evstore_async_worker_main(Datum arg)
 		ListCell   *lc;
 		volatile bool did = false;
 		volatile bool have_nack;
+		bool		nack;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -805,10 +808,8 @@ evstore_async_worker_main(Datum arg)
 		}
 		MemoryContextReset(round_cxt);
 		MemoryContextSwitchTo(round_cxt);
-		names = list_projections();
-		begin_xact("evstore: looking for subscription_nack");
-		have_nack = nack_installed();
-		end_xact();
+		names = list_projections(&nack);
+		have_nack = nack;
 		foreach(lc, names)
 		{
 			const char *name = lfirst(lc);
