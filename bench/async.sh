@@ -25,13 +25,13 @@
 # Output: a human table, and RESULT/RATIO lines for bench/run-all.sh.
 #
 #   sudo flock /tmp/evstore-install.lock sh -c 'make -s install && bench/async.sh'
-#   (ASYNC_CLIENTS=8 BACKLOG=50000 BENCH_SECONDS=5 BENCH_ROUNDS=5 by default;
+#   (ASYNC_CLIENTS=8 BACKLOG=20000 BENCH_SECONDS=5 BENCH_ROUNDS=3 by default;
 #    PG_CONFIG=... for another installation)
 here=$(cd "$(dirname "$0")" && pwd)
-BENCH_ROUNDS=${BENCH_ROUNDS:-5}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 source "$here/lib.sh"
 ASYNC_CLIENTS=${ASYNC_CLIENTS:-8}
-BACKLOG=${BACKLOG:-50000}
+BACKLOG=${BACKLOG:-20000}
 bench_start "max_worker_processes = 16
 evstore.async_databases = 'b_async, b_tput'"
 S=$BENCH_DIR
@@ -165,12 +165,14 @@ printf 'throughput on a backlog of %s events: async %s events/s, inline (rebuild
     "$BACKLOG" "$m_async" "$m_inline" "$(ratio "$m_async" "$m_inline")"
 echo
 for clients in 1 $ASYNC_CLIENTS; do
-    echo "RATIO async_append_${clients}c $(ratio "${TPS[async_$clients]}" "${TPS[none_$clients]}")"
-    echo "RATIO async_paused_append_${clients}c $(ratio "${TPS[paused_$clients]}" "${TPS[none_$clients]}")"
+    echo "RESULT,async,append_event-${clients}c,none,${TPS[none_$clients]},tps,"
+    echo "RESULT,async,append_event-${clients}c,one-async-projection,${TPS[async_$clients]},tps,"
+    echo "RESULT,async,append_event-${clients}c,async-projection-paused,${TPS[paused_$clients]},tps,"
+    echo "RATIO,async,append_event-${clients}c,async/none,$(ratio "${TPS[async_$clients]}" "${TPS[none_$clients]}")"
+    echo "RATIO,async,append_event-${clients}c,paused/none,$(ratio "${TPS[paused_$clients]}" "${TPS[none_$clients]}")"
 done
-echo "RESULT async_lag_positions_median $m_lag_pos"
-echo "RESULT async_lag_seconds_median $m_lag_sec"
-echo "RESULT async_lag_seconds_max $x_lag_sec"
-echo "RESULT async_events_per_s $m_async"
-echo "RESULT inline_rebuild_events_per_s $m_inline"
-echo "RATIO async_vs_inline_throughput $(ratio "$m_async" "$m_inline")"
+echo "RESULT,async,lag-${ASYNC_CLIENTS}c,lag_positions,$m_lag_pos,positions,${lag_pos[*]}"
+echo "RESULT,async,lag-${ASYNC_CLIENTS}c,lag_seconds,$m_lag_sec,s,${lag_sec[*]}"
+echo "RESULT,async,backlog-$BACKLOG,async-worker,$m_async,events/s,${tput_async[*]}"
+echo "RESULT,async,backlog-$BACKLOG,inline-rebuild,$m_inline,events/s,${tput_inline[*]}"
+echo "RATIO,async,backlog-$BACKLOG,async/inline,$(ratio "$m_async" "$m_inline")"
