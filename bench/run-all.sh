@@ -65,7 +65,7 @@ if [ $# -gt 0 ]; then
     names=("$@")
 else
     names=()
-    for n in core appends multi reads growth decoder shredding projections; do
+    for n in core appends multi reads growth decoder shredding projections async; do
         [ -f "$here/$n.sh" ] && names+=("$n")
     done
     for f in "$here"/lifecycle*.sh; do [ -f "$f" ] && names+=("$(basename "$f" .sh)"); done

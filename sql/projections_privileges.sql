@@ -11,10 +11,10 @@ CREATE ROLE regress_proj_blind;
 GRANT USAGE ON SCHEMA evstore TO regress_proj_owner, regress_proj_appender, regress_proj_blind;
 GRANT SELECT ON evstore.events TO regress_proj_owner;
 GRANT SELECT ON evstore.projections TO regress_proj_owner;
-GRANT EXECUTE ON FUNCTION evstore.projection_stats() TO regress_proj_owner;
+GRANT EXECUTE ON FUNCTION evstore.projection_stats(), evstore.projection_async_status() TO regress_proj_owner;
 GRANT EXECUTE ON FUNCTION
-    evstore.create_projection(text, regprocedure, text[], text[], regprocedure),
-    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[]),
+    evstore.create_projection(text, regprocedure, text[], text[], regprocedure, boolean),
+    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[], boolean),
     evstore.drop_projection(text, boolean),
     evstore.rebuild_projection(text, integer)
 TO regress_proj_owner, regress_proj_blind;

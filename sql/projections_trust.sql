@@ -11,8 +11,8 @@ CREATE ROLE regress_trust_low;
 GRANT USAGE ON SCHEMA evstore TO regress_trust_low;
 GRANT SELECT ON evstore.events TO regress_trust_low;
 GRANT EXECUTE ON FUNCTION
-    evstore.create_projection(text, regprocedure, text[], text[], regprocedure),
-    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[]),
+    evstore.create_projection(text, regprocedure, text[], text[], regprocedure, boolean),
+    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[], boolean),
     evstore.drop_projection(text, boolean),
     evstore.rebuild_projection(text, integer)
 TO regress_trust_low;
@@ -231,8 +231,8 @@ CREATE ROLE regress_trust_owner;
 CREATE ROLE regress_trust_readers;
 GRANT USAGE ON SCHEMA evstore TO regress_trust_owner;
 GRANT EXECUTE ON FUNCTION
-    evstore.create_projection(text, regprocedure, text[], text[], regprocedure),
-    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[]),
+    evstore.create_projection(text, regprocedure, text[], text[], regprocedure, boolean),
+    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[], boolean),
     evstore.drop_projection(text, boolean)
 TO regress_trust_owner;
 GRANT SELECT ON evstore.events TO regress_trust_readers;

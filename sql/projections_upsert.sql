@@ -269,7 +269,7 @@ CREATE ROLE regress_upsert_writers;
 GRANT USAGE ON SCHEMA evstore TO regress_upsert_owner;
 GRANT SELECT ON evstore.events TO regress_upsert_owner;
 GRANT EXECUTE ON FUNCTION
-    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[])
+    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[], boolean)
 TO regress_upsert_owner;
 CREATE TABLE member_model (id text PRIMARY KEY, v integer);
 GRANT SELECT, INSERT, UPDATE ON member_model TO regress_upsert_writers;

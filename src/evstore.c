@@ -29,6 +29,7 @@
  *	  projections_upsert.c    attribute-sync upsert through the table AM
  *	  projections_ddl.c       create / drop / rebuild
  *	  projections_stats.c     shared-memory statistics and rebuild progress
+ *	  projections_async.c     async projections: launcher, database workers
  *
  *	  Crypto-shredding (shredding.h)
  *	  shredding_cipher.c      AES-256-GCM and wiping: the only OpenSSL caller
@@ -81,6 +82,7 @@ _PG_init(void)
 	evstore_shredding_init();
 	evstore_schema_init();
 	evstore_upcast_init();
+	evstore_projections_async_init();	/* settings, launcher */
 
 	/*
 	 * Last: every evstore.* setting is defined now, so a name with our

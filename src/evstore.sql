@@ -2272,3 +2272,120 @@ REVOKE ALL ON FUNCTION
     evstore.subscription_skip(text, bigint),
     evstore.subscription_skip_stream(text, text)
 FROM PUBLIC;
+
+-- ==== async projections (0.3.0) ====
+-- Projections that a background worker of evstore runs after the append,
+-- from their own durable subscription 'projection:<name>' (created and
+-- dropped with them), instead of inside it (docs/projections.md).  New
+-- catalog columns go at the end; the create functions gain a trailing
+-- async argument (a new signature: the old one is dropped first).
+
+ALTER TABLE evstore.projections_catalog
+    ADD COLUMN async boolean NOT NULL DEFAULT false,
+    ADD COLUMN paused boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN evstore.projections_catalog.async IS
+    'Run by the database''s async worker from subscription ''projection:<name>'', not inside the append';
+COMMENT ON COLUMN evstore.projections_catalog.paused IS
+    'Async only: the worker leaves it alone until evstore.resume_projection()';
+
+DROP FUNCTION evstore.create_projection(text, regprocedure, text[], text[], regprocedure);
+-- evstore.create_projection(name text, handler regprocedure, categories text[],
+--     event_types text[], reset_function regprocedure, async boolean) -> void
+CREATE FUNCTION evstore.create_projection(
+    name text,
+    handler regprocedure,
+    categories text[] DEFAULT NULL,
+    event_types text[] DEFAULT NULL,
+    reset_function regprocedure DEFAULT NULL,
+    async boolean DEFAULT false)
+RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_create_projection';
+
+DROP FUNCTION evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[]);
+-- evstore.create_sync_projection(name text, target regclass, key_column name,
+--     key_source text, upsert_types text[], delete_types text[],
+--     column_map jsonb, categories text[], async boolean) -> void
+CREATE FUNCTION evstore.create_sync_projection(
+    name text,
+    target regclass,
+    key_column name,
+    key_source text DEFAULT 'stream_id',
+    upsert_types text[] DEFAULT NULL,
+    delete_types text[] DEFAULT NULL,
+    column_map jsonb DEFAULT NULL,
+    categories text[] DEFAULT NULL,
+    async boolean DEFAULT false)
+RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_create_sync_projection';
+
+-- evstore.pause_projection(name text) -> boolean
+CREATE FUNCTION evstore.pause_projection(name text)
+RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_pause_projection';
+COMMENT ON FUNCTION evstore.pause_projection(text) IS
+    'Stop running an async projection (after the batch in progress commits); true when it was running';
+
+-- evstore.resume_projection(name text) -> boolean
+CREATE FUNCTION evstore.resume_projection(name text)
+RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_resume_projection';
+COMMENT ON FUNCTION evstore.resume_projection(text) IS
+    'Run a paused async projection again, and retry a failing or failed one at once; true when it was paused';
+
+-- evstore.projection_async_status() -> SETOF (name, worker_pid, state,
+--     attempts, failing_position, retry_at, last_batch_at, horizon)
+CREATE FUNCTION evstore.projection_async_status(
+    OUT name text, OUT worker_pid integer, OUT state text, OUT attempts integer,
+    OUT failing_position bigint, OUT retry_at timestamptz, OUT last_batch_at timestamptz,
+    OUT horizon bigint)
+RETURNS SETOF record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_projection_async_status';
+
+CREATE OR REPLACE VIEW evstore.projections AS
+SELECT c.name, c.kind, c.owner, c.handler, c.reset_function, c.target,
+       c.key_column, c.key_source, c.upsert_types, c.delete_types,
+       c.column_map, c.categories, c.event_types, c.created_at, c.rebuilt_at,
+       COALESCE(s.events_processed, 0) AS events_processed,
+       s.last_position, s.last_error, s.last_error_position, s.last_error_at,
+       c.search_path,
+       c.async,
+       c.paused,
+       CASE WHEN c.async THEN COALESCE(a.state, 'stopped') END AS state,
+       sc.acked_position AS checkpoint,
+       CASE WHEN c.async THEN
+           GREATEST(a.horizon - sc.acked_position, 0) END AS lag_positions,
+       CASE WHEN c.async THEN COALESCE(
+           (SELECT pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - e.recorded_at)
+              FROM evstore.events e WHERE e.global_position > sc.acked_position
+             ORDER BY e.global_position LIMIT 1), 0) END AS lag_seconds,
+       a.worker_pid,
+       a.attempts AS failing_attempts,
+       a.failing_position,
+       a.retry_at,
+       a.last_batch_at,
+       CASE WHEN c.async THEN
+           (SELECT count(*) FROM evstore.subscription_holds h
+             WHERE h.subscription = 'projection:' || c.name AND h.state <> 'skipped') END AS held_streams,
+       CASE WHEN c.async THEN
+           (SELECT count(*) FROM evstore.subscription_holds h
+             WHERE h.subscription = 'projection:' || c.name AND h.state = 'parked') END AS parked_events
+  FROM evstore.projections_catalog c
+  LEFT JOIN evstore.projection_stats() s ON s.name = c.name
+  LEFT JOIN evstore.projection_async_status() a ON a.name = c.name
+  LEFT JOIN evstore.subscription_checkpoints sc
+         ON c.async AND sc.subscription = 'projection:' || c.name AND sc.member = 0;
+COMMENT ON VIEW evstore.projections IS
+    'Projections with their definition and, since server start or their last rebuild, what committed transactions applied; async ones with their checkpoint, lag and state';
+
+REVOKE ALL ON FUNCTION
+    evstore.create_projection(text, regprocedure, text[], text[], regprocedure, boolean),
+    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[], boolean),
+    evstore.pause_projection(text),
+    evstore.resume_projection(text),
+    evstore.projection_async_status()
+FROM PUBLIC;

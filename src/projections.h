@@ -41,6 +41,8 @@
  *	 projections_upsert.c	 attribute sync's upsert without SPI
  *	 projections_ddl.c		 create, drop and rebuild (SQL-callable)
  *	 projections_stats.c	 shared-memory statistics and rebuild progress
+ *	 projections_async.c	 async projections: launcher, database workers,
+ *							 pause/resume, their state
  *
  *-------------------------------------------------------------------------
  */
@@ -98,6 +100,8 @@ typedef struct Projection
 	int			broken_code;	/* its SQLSTATE */
 	char	   *search_path;	/* the creator's, captured at creation */
 	char	   *run_path;		/* search_path while it runs: ..., pg_temp */
+	bool		is_async;		/* run by a background worker, not inline */
+	bool		paused;			/* async: the worker leaves it alone */
 
 	/* handler */
 	Oid			handler;
@@ -150,7 +154,10 @@ typedef struct ProjCache
 	MemoryContext cxt;
 	Oid			catalog_rel;	/* InvalidOid when the table does not exist */
 	Oid			events_rel;		/* its privileges are checked at load */
+	AttrNumber	async_att;		/* catalog columns async and paused (0.3.0) */
+	AttrNumber	paused_att;
 	int			n;
+	int			nasync;			/* of which async (not run by appends) */
 	Projection *projs;
 } ProjCache;
 
@@ -158,6 +165,16 @@ typedef struct ProjCache
  * Shared memory: statistics and rebuild progress (projections_stats.c)
  * ---------------------------------------------------------------------
  */
+/* an async projection's state as its worker sees it (projections_async.c) */
+typedef struct ProjAsyncState
+{
+	int			state;			/* 0: starting (see projections_async.c) */
+	int			attempts;		/* at the failing event */
+	int64		failing_pos;
+	TimestampTz retry_at;
+	TimestampTz last_batch_at;
+} ProjAsyncState;
+
 typedef struct ProjStatSlot
 {
 	Oid			dbid;			/* InvalidOid: free */
@@ -173,6 +190,7 @@ typedef struct ProjStatSlot
 	int64		rebuild_replayed;
 	int64		rebuild_position;
 	int64		rebuild_target;
+	ProjAsyncState async;
 } ProjStatSlot;
 
 /* pending statistics of the current transaction */
@@ -227,6 +245,20 @@ extern void proj_pending_subxact_end(SubXactEvent event);
 extern ProjStatSlot *proj_rebuild_progress_start(const char *name,
 												 int64 target_pos);
 extern void proj_rebuild_progress_clear(void);
+extern void proj_async_state_get(const char *name, ProjAsyncState *st);
+extern void proj_async_state_set(const char *name, const ProjAsyncState *st);
+
+/* projections_ddl.c: for projections_async.c */
+extern int	proj_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
+							  char *nulls);
+extern Projection *proj_lock_projection(const char *name);
+
+/* projections_async.c; shmem.c requests and attaches its shared memory */
+extern void evstore_projections_async_init(void);
+extern Size evstore_projasync_shmem_size(void);
+extern void evstore_projasync_shmem_startup(void);
+extern void proj_async_attach(const char *name);
+extern void proj_async_detach(const char *name);
 
 /* projections_upsert.c */
 extern const char *proj_upsert_unsupported(Relation rel);

@@ -220,6 +220,15 @@ load_row(Projection *p, TupleTableSlot *slot)
 	p->search_path = isnull ? NULL : TextDatumGetCString(d);
 	p->run_path = proj_run_search_path(p->search_path);
 
+	/* 0.3.0 async projections; looked up by name */
+	if (proj_catalog_cache.async_att > 0)
+	{
+		d = slot_getattr(slot, proj_catalog_cache.async_att, &isnull);
+		p->is_async = !isnull && DatumGetBool(d);
+		d = slot_getattr(slot, proj_catalog_cache.paused_att, &isnull);
+		p->paused = !isnull && DatumGetBool(d);
+	}
+
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(p->owner)))
 		p->broken = broken_msg("the role that owned projection \"%s\" no longer exists", p->name);
 
@@ -339,6 +348,7 @@ free_cache(void)
 		MemoryContextDelete(proj_catalog_cache.cxt);
 	proj_catalog_cache.cxt = NULL;
 	proj_catalog_cache.n = 0;
+	proj_catalog_cache.nasync = 0;
 	proj_catalog_cache.projs = NULL;
 }
 
@@ -390,6 +400,10 @@ proj_cache(void)
 	proj_catalog_cache.projs = palloc(cap * sizeof(Projection));
 
 	rel = table_open(relid, AccessShareLock);
+	proj_catalog_cache.async_att = get_attnum(relid, "async");
+	proj_catalog_cache.paused_att = get_attnum(relid, "paused");
+	if (proj_catalog_cache.paused_att == InvalidAttrNumber)
+		proj_catalog_cache.async_att = InvalidAttrNumber;
 
 	/*
 	 * Look the handlers up as the catalog's owner: the appender that loads
@@ -408,7 +422,9 @@ proj_cache(void)
 			cap *= 2;
 			proj_catalog_cache.projs = repalloc(proj_catalog_cache.projs, cap * sizeof(Projection));
 		}
-		load_row(&proj_catalog_cache.projs[proj_catalog_cache.n++], slot);
+		load_row(&proj_catalog_cache.projs[proj_catalog_cache.n], slot);
+		if (proj_catalog_cache.projs[proj_catalog_cache.n++].is_async)
+			proj_catalog_cache.nasync++;
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);

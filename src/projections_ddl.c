@@ -217,7 +217,7 @@ check_function(Oid fn, int nargs, Oid argtype, const char *what)
 
 PG_FUNCTION_INFO_V1(evstore_create_projection);
 
-/* evstore.create_projection(name text, handler regprocedure, categories text[], event_types text[], reset_function regprocedure) -> void */
+/* evstore.create_projection(name text, handler regprocedure, categories text[], event_types text[], reset_function regprocedure, async boolean) -> void */
 Datum
 evstore_create_projection(PG_FUNCTION_ARGS)
 {
@@ -261,13 +261,15 @@ evstore_create_projection(PG_FUNCTION_ARGS)
 	catalog_exec("INSERT INTO evstore.projections_catalog "
 				 "(name, kind, owner, handler, reset_function, categories, event_types, search_path) "
 				 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, types, values, nulls);
+	if (PG_NARGS() > 5 && !PG_ARGISNULL(5) && PG_GETARG_BOOL(5))
+		proj_async_attach(name);
 	proj_reset_slot(name);
 	PG_RETURN_VOID();
 }
 
 PG_FUNCTION_INFO_V1(evstore_create_sync_projection);
 
-/* evstore.create_sync_projection(name text, target regclass, key_column name, key_source text, upsert_types text[], delete_types text[], column_map jsonb, categories text[]) -> void */
+/* evstore.create_sync_projection(name text, target regclass, key_column name, key_source text, upsert_types text[], delete_types text[], column_map jsonb, categories text[], async boolean) -> void */
 Datum
 evstore_create_sync_projection(PG_FUNCTION_ARGS)
 {
@@ -369,6 +371,8 @@ evstore_create_sync_projection(PG_FUNCTION_ARGS)
 				 "(name, kind, owner, target, key_column, key_source, upsert_types, "
 				 "delete_types, column_map, categories, search_path) "
 				 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", 11, types, values, nulls);
+	if (PG_NARGS() > 8 && !PG_ARGISNULL(8) && PG_GETARG_BOOL(8))
+		proj_async_attach(name);
 	proj_reset_slot(name);
 	PG_RETURN_VOID();
 }
@@ -404,6 +408,20 @@ lock_projection(const char *name, bool missing_ok)
 	return p;
 }
 
+/* For projections_async.c: catalog SQL as the catalog's owner. */
+int
+proj_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values, char *nulls)
+{
+	return catalog_exec(sql, nargs, types, values, nulls);
+}
+
+/* For projections_async.c: lock a projection for a change, as its owner. */
+Projection *
+proj_lock_projection(const char *name)
+{
+	return lock_projection(name, false);
+}
+
 PG_FUNCTION_INFO_V1(evstore_drop_projection);
 
 /* evstore.drop_projection(name text, if_exists boolean) -> boolean */
@@ -414,18 +432,22 @@ evstore_drop_projection(PG_FUNCTION_ARGS)
 	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
+	Projection *p;
 
 	if (proj_dispatch_depth > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("projections cannot be changed from inside a projection")));
+
 	lock_catalog_for_ddl();
-	if (lock_projection(name, if_exists) == NULL)
+	if ((p = lock_projection(name, if_exists)) == NULL)
 	{
 		ereport(NOTICE,
 				(errmsg("projection \"%s\" does not exist, skipping", name)));
 		PG_RETURN_BOOL(false);
 	}
+	if (p->is_async)
+		proj_async_detach(name);
 	values[0] = CStringGetTextDatum(name);
 	catalog_exec("DELETE FROM evstore.projections_catalog WHERE name = $1",
 				 1, types, values, NULL);

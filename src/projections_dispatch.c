@@ -270,7 +270,8 @@ projections_event_hook(Relation events_rel, TupleTableSlot *slot)
 	}
 	else
 		c = &proj_catalog_cache;
-	if (c->n == 0)
+	/* async projections run in a worker (projections_async.c) */
+	if (c->n == c->nasync)
 		return;
 
 	/* a projection sees the event in the current shape of its type */
@@ -292,7 +293,8 @@ projections_event_hook(Relation events_rel, TupleTableSlot *slot)
 	{
 		Projection *p = &c->projs[i];
 
-		if (proj_matches(p, VARDATA_ANY(cat), catlen, VARDATA_ANY(type), typelen))
+		if (!p->is_async &&
+			proj_matches(p, VARDATA_ANY(cat), catlen, VARDATA_ANY(type), typelen))
 			proj_apply_one(p, slot, VARDATA_ANY(type), typelen, false);
 	}
 	evstore_upcaster_end(up);

@@ -3,8 +3,8 @@
  * projections_stats.c
  *	  Statistics of projections and rebuild progress in shared memory:
  *	  events applied by committed transactions, last position, last error,
- *	  and how far a running rebuild has got; the SQL functions that show
- *	  them.
+ *	  how far a running rebuild has got, and the state of an async
+ *	  projection's worker; the SQL functions that show them.
  *
  * A transaction counts what it applies in backend-local pending entries,
  * one per projection and transaction nesting level, and publishes them at
@@ -110,7 +110,39 @@ find_slot(const char *name, bool alloc)
 	free_slot->last_error_pos = 0;
 	free_slot->last_error_at = 0;
 	free_slot->rebuild_pid = 0;
+	memset(&free_slot->async, 0, sizeof(ProjAsyncState));
 	return free_slot;
+}
+
+/* An async projection's state (all zero: none recorded, "starting"). */
+void
+proj_async_state_get(const char *name, ProjAsyncState *st)
+{
+	ProjStatSlot *s;
+
+	memset(st, 0, sizeof(ProjAsyncState));
+	if (proj_shared == NULL)
+		return;
+	LWLockAcquire(proj_shared->lock, LW_SHARED);
+	s = find_slot(name, false);
+	if (s)
+		*st = s->async;
+	LWLockRelease(proj_shared->lock);
+}
+
+/* Record it (lost when the slots are all taken). */
+void
+proj_async_state_set(const char *name, const ProjAsyncState *st)
+{
+	ProjStatSlot *s;
+
+	if (proj_shared == NULL)
+		return;
+	LWLockAcquire(proj_shared->lock, LW_EXCLUSIVE);
+	s = find_slot(name, true);
+	if (s)
+		s->async = *st;
+	LWLockRelease(proj_shared->lock);
 }
 
 /* Forget a projection's statistics (create and drop). */

@@ -3,7 +3,8 @@
  * shmem.c
  *	  All of evstore's shared memory, requested and attached from one pair
  *	  of hooks: the subscription fence (fence.c), the store's counters
- *	  (stats.c) and the projection statistics (projections_stats.c).  Each of them says how much it needs
+ *	  (stats.c), the projection statistics (projections_stats.c) and the
+ *	  async projections' workers and states (projections_async.c).  Each of them says how much it needs
  *	  and attaches its own structure; this file decides when.
  *
  * Shared memory exists only when the library is loaded through
@@ -33,6 +34,7 @@ evstore_shmem_request(void)
 	RequestAddinShmemSpace(evstore_fence_shmem_size());
 	RequestAddinShmemSpace(evstore_stats_shmem_size());
 	evstore_projstats_shmem_request();
+	RequestAddinShmemSpace(evstore_projasync_shmem_size());
 }
 
 /* shmem_startup_hook: attach (and in the first process, initialize) them */
@@ -46,6 +48,7 @@ evstore_shmem_startup(void)
 	evstore_fence_shmem_startup();
 	evstore_stats_shmem_startup();
 	evstore_projstats_shmem_startup();
+	evstore_projasync_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -59,7 +59,8 @@ my @queries = $yml =~ /^  query: \|\n((?:    .*\n)+)/mg;
 is(scalar(@queries), 3, 'docs/postgres_exporter.yml has its three queries');
 $node->safe_psql('postgres', q{
 	GRANT SELECT ON evstore.projections TO exporter;
-	GRANT EXECUTE ON FUNCTION evstore.projection_stats(), evstore.projection_rebuild_progress() TO exporter;
+	GRANT EXECUTE ON FUNCTION evstore.projection_stats(), evstore.projection_async_status(),
+	    evstore.projection_rebuild_progress() TO exporter;
 	GRANT SELECT ON evstore.projection_rebuilds TO exporter;
 });
 for my $q (@queries)

@@ -1,7 +1,8 @@
 # The 0.3.0 update gives read_all two new parameters, which drops the old
 # function with its grants: the update warns with the GRANT to repeat, for
 # each role that had one, and read_all keeps working for calls with the old
-# arguments.
+# arguments.  The create functions of projections get an async argument:
+# their grants are carried over.
 use strict;
 use warnings;
 use lib 't';
@@ -16,6 +17,11 @@ $node->safe_psql('postgres', q{
 	CREATE ROLE reader LOGIN;
 	GRANT USAGE ON SCHEMA evstore TO reader;
 	GRANT EXECUTE ON FUNCTION evstore.read_all(bigint, integer, text[], text[], integer, integer) TO reader;
+	-- the create functions of projections get a trailing async argument
+	CREATE ROLE modeller;
+	GRANT EXECUTE ON FUNCTION evstore.create_projection(text, regprocedure, text[], text[], regprocedure),
+	    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[]),
+	    evstore.projection_stats() TO modeller;
 	SELECT evstore.append_event('order-1', 'OrderPlaced', '{}');
 	SELECT evstore.delete_stream('order-1');
 });
@@ -32,6 +38,18 @@ is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM evstore.read_all(0, 100, '{order}', NULL, NULL, NULL);
 	SELECT count(*) FROM evstore.read_all(include_system => false);
 }, extra_params => [ '-U', 'reader' ]), "2\n1", 'after granting again: old calls and the new parameter work');
+
+# the grants on the create functions of projections are carried over
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(p::text, ' ' ORDER BY p::text) FROM (VALUES
+	    ('evstore.create_projection(text, regprocedure, text[], text[], regprocedure, boolean)'::regprocedure),
+	    ('evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[], boolean)'),
+	    ('evstore.projection_async_status()')) v(p)
+	WHERE has_function_privilege('modeller', p, 'EXECUTE')}),
+	'evstore.create_projection(text,regprocedure,text[],text[],regprocedure,boolean) '
+	. 'evstore.create_sync_projection(text,regclass,name,text,text[],text[],jsonb,text[],boolean) '
+	. 'evstore.projection_async_status()',
+	'EXECUTE on the old create functions and on projection_stats() carries over to the new signatures and projection_async_status()');
 
 $node->stop;
 done_testing();

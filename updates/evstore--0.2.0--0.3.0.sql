@@ -1699,3 +1699,163 @@ END
 $fn$;
 COMMENT ON FUNCTION evstore.subscription_ack(text, integer, bigint, text) IS
     'Move a member''s checkpoint forward to position (compare-and-set: never backwards) and settle the redelivered events of held-back streams up to it; false when nothing changed';
+
+-- ==== async projections (0.3.0) ====
+-- Projections that a background worker of evstore runs after the append,
+-- from their own durable subscription 'projection:<name>' (created and
+-- dropped with them), instead of inside it (docs/projections.md).  New
+-- catalog columns go at the end; the create functions gain a trailing
+-- async argument (a new signature: the old one is dropped first).
+
+ALTER TABLE evstore.projections_catalog
+    ADD COLUMN async boolean NOT NULL DEFAULT false,
+    ADD COLUMN paused boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN evstore.projections_catalog.async IS
+    'Run by the database''s async worker from subscription ''projection:<name>'', not inside the append';
+COMMENT ON COLUMN evstore.projections_catalog.paused IS
+    'Async only: the worker leaves it alone until evstore.resume_projection()';
+
+-- The create functions get a new signature: EXECUTE granted on the old
+-- ones is carried over to the new ones (remembered for this transaction).
+DO $do$
+BEGIN
+    PERFORM pg_catalog.set_config('evstore_upgrade.projection_grants', coalesce(pg_catalog.string_agg(
+        pg_catalog.format('%s=%s', p.proname,
+            CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END), ','), ''), true)
+    FROM pg_catalog.pg_proc p,
+         pg_catalog.aclexplode(p.proacl) a
+         LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+    WHERE p.oid IN ('evstore.create_projection(text, regprocedure, text[], text[], regprocedure)'::pg_catalog.regprocedure,
+                    'evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[])'::pg_catalog.regprocedure)
+      AND a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE';
+END
+$do$;
+
+DROP FUNCTION evstore.create_projection(text, regprocedure, text[], text[], regprocedure);
+-- evstore.create_projection(name text, handler regprocedure, categories text[],
+--     event_types text[], reset_function regprocedure, async boolean) -> void
+CREATE FUNCTION evstore.create_projection(
+    name text,
+    handler regprocedure,
+    categories text[] DEFAULT NULL,
+    event_types text[] DEFAULT NULL,
+    reset_function regprocedure DEFAULT NULL,
+    async boolean DEFAULT false)
+RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_create_projection';
+
+DROP FUNCTION evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[]);
+-- evstore.create_sync_projection(name text, target regclass, key_column name,
+--     key_source text, upsert_types text[], delete_types text[],
+--     column_map jsonb, categories text[], async boolean) -> void
+CREATE FUNCTION evstore.create_sync_projection(
+    name text,
+    target regclass,
+    key_column name,
+    key_source text DEFAULT 'stream_id',
+    upsert_types text[] DEFAULT NULL,
+    delete_types text[] DEFAULT NULL,
+    column_map jsonb DEFAULT NULL,
+    categories text[] DEFAULT NULL,
+    async boolean DEFAULT false)
+RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_create_sync_projection';
+
+-- evstore.pause_projection(name text) -> boolean
+CREATE FUNCTION evstore.pause_projection(name text)
+RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_pause_projection';
+COMMENT ON FUNCTION evstore.pause_projection(text) IS
+    'Stop running an async projection (after the batch in progress commits); true when it was running';
+
+-- evstore.resume_projection(name text) -> boolean
+CREATE FUNCTION evstore.resume_projection(name text)
+RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_resume_projection';
+COMMENT ON FUNCTION evstore.resume_projection(text) IS
+    'Run a paused async projection again, and retry a failing or failed one at once; true when it was paused';
+
+-- evstore.projection_async_status() -> SETOF (name, worker_pid, state,
+--     attempts, failing_position, retry_at, last_batch_at, horizon)
+CREATE FUNCTION evstore.projection_async_status(
+    OUT name text, OUT worker_pid integer, OUT state text, OUT attempts integer,
+    OUT failing_position bigint, OUT retry_at timestamptz, OUT last_batch_at timestamptz,
+    OUT horizon bigint)
+RETURNS SETOF record
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_projection_async_status';
+
+CREATE OR REPLACE VIEW evstore.projections AS
+SELECT c.name, c.kind, c.owner, c.handler, c.reset_function, c.target,
+       c.key_column, c.key_source, c.upsert_types, c.delete_types,
+       c.column_map, c.categories, c.event_types, c.created_at, c.rebuilt_at,
+       COALESCE(s.events_processed, 0) AS events_processed,
+       s.last_position, s.last_error, s.last_error_position, s.last_error_at,
+       c.search_path,
+       c.async,
+       c.paused,
+       CASE WHEN c.async THEN COALESCE(a.state, 'stopped') END AS state,
+       sc.acked_position AS checkpoint,
+       CASE WHEN c.async THEN
+           GREATEST(a.horizon - sc.acked_position, 0) END AS lag_positions,
+       CASE WHEN c.async THEN COALESCE(
+           (SELECT pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - e.recorded_at)
+              FROM evstore.events e WHERE e.global_position > sc.acked_position
+             ORDER BY e.global_position LIMIT 1), 0) END AS lag_seconds,
+       a.worker_pid,
+       a.attempts AS failing_attempts,
+       a.failing_position,
+       a.retry_at,
+       a.last_batch_at,
+       CASE WHEN c.async THEN
+           (SELECT count(*) FROM evstore.subscription_holds h
+             WHERE h.subscription = 'projection:' || c.name AND h.state <> 'skipped') END AS held_streams,
+       CASE WHEN c.async THEN
+           (SELECT count(*) FROM evstore.subscription_holds h
+             WHERE h.subscription = 'projection:' || c.name AND h.state = 'parked') END AS parked_events
+  FROM evstore.projections_catalog c
+  LEFT JOIN evstore.projection_stats() s ON s.name = c.name
+  LEFT JOIN evstore.projection_async_status() a ON a.name = c.name
+  LEFT JOIN evstore.subscription_checkpoints sc
+         ON c.async AND sc.subscription = 'projection:' || c.name AND sc.member = 0;
+COMMENT ON VIEW evstore.projections IS
+    'Projections with their definition and, since server start or their last rebuild, what committed transactions applied; async ones with their checkpoint, lag and state';
+
+REVOKE ALL ON FUNCTION
+    evstore.create_projection(text, regprocedure, text[], text[], regprocedure, boolean),
+    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[], boolean),
+    evstore.pause_projection(text),
+    evstore.resume_projection(text),
+    evstore.projection_async_status()
+FROM PUBLIC;
+
+DO $do$
+DECLARE
+    g text;
+BEGIN
+    FOREACH g IN ARRAY coalesce(pg_catalog.string_to_array(
+        nullif(pg_catalog.current_setting('evstore_upgrade.projection_grants', true), ''), ','), '{}')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s',
+            CASE pg_catalog.split_part(g, '=', 1)
+                WHEN 'create_projection' THEN 'evstore.create_projection(text, regprocedure, text[], text[], regprocedure, boolean)'
+                ELSE 'evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[], boolean)' END,
+            pg_catalog.split_part(g, '=', 2));
+    END LOOP;
+    -- the view now calls projection_async_status(): whoever could read it still can
+    FOR g IN
+        SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
+        FROM pg_catalog.pg_proc p,
+             pg_catalog.aclexplode(p.proacl) a
+             LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        WHERE p.oid = 'evstore.projection_stats()'::pg_catalog.regprocedure
+          AND a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION evstore.projection_async_status() TO %s', g);
+    END LOOP;
+END
+$do$;

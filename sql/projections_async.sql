@@ -1,0 +1,101 @@
+-- Async projections (docs/projections.md): the SQL surface.  This server
+-- runs no async worker (evstore.async_databases is empty), so async
+-- projections stay at their checkpoint: what inline dispatch and the view
+-- do with them, their subscriptions, pause/resume and the errors.
+CREATE DATABASE proj_async;
+\c proj_async
+CREATE EXTENSION evstore;
+\set VERBOSITY default
+
+CREATE TABLE counts (stream_id text PRIMARY KEY, n integer NOT NULL);
+CREATE FUNCTION count_event(e evstore.events) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO public.counts VALUES (e.stream_id, 1)
+    ON CONFLICT (stream_id) DO UPDATE SET n = counts.n + 1
+$$;
+CREATE TABLE inline_counts (LIKE counts INCLUDING ALL);
+CREATE FUNCTION count_inline(e evstore.events) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO public.inline_counts VALUES (e.stream_id, 1)
+    ON CONFLICT (stream_id) DO UPDATE SET n = inline_counts.n + 1
+$$;
+CREATE TABLE orders (order_id text PRIMARY KEY, status text);
+
+SELECT stream_version FROM evstore.append_event('order-1', 'OrderPlaced', '{"order_id": "o1", "status": "new"}');
+
+-- created async: a subscription named after it, from the start of history,
+-- with the projection's filters (a sync projection's upsert and delete types)
+SELECT evstore.create_projection('counter', 'count_event(evstore.events)',
+    categories => ARRAY['order'], async => true);
+SELECT evstore.create_projection('inline_counter', 'count_inline(evstore.events)',
+    categories => ARRAY['order']);
+SELECT evstore.create_sync_projection('orders', 'orders', 'order_id', '$.order_id',
+    upsert_types => ARRAY['OrderPlaced'], delete_types => ARRAY['OrderDeleted'], async => true);
+SELECT name, async, paused FROM evstore.projections_catalog ORDER BY name;
+SELECT name, member, categories, event_types, acked_position FROM evstore.subscriptions ORDER BY name;
+
+-- inline dispatch skips them: only the inline projection ran
+SELECT stream_version FROM evstore.append_event('order-1', 'OrderPaid', '{"order_id": "o1", "status": "paid"}');
+SELECT stream_version FROM evstore.append_event('order-2', 'OrderPlaced', '{"order_id": "o2", "status": "new"}');
+SELECT * FROM inline_counts ORDER BY stream_id;
+SELECT count(*) FROM counts;
+SELECT count(*) FROM orders;
+
+-- the view: no worker serves this database, so they are stopped and lag
+SELECT name, async, state, checkpoint, lag_positions, lag_seconds > 0 AS lags,
+       worker_pid, failing_attempts, events_processed
+  FROM evstore.projections ORDER BY name;
+SELECT name, worker_pid, state, attempts FROM evstore.projection_async_status() ORDER BY name;
+
+-- pause and resume: true when the state changed
+SELECT evstore.pause_projection('counter');
+SELECT evstore.pause_projection('counter');
+SELECT name, paused, state FROM evstore.projections WHERE name = 'counter';
+SELECT evstore.resume_projection('counter');
+SELECT evstore.resume_projection('counter');
+SELECT name, paused, state FROM evstore.projections WHERE name = 'counter';
+
+-- errors
+SELECT evstore.pause_projection('inline_counter');
+SELECT evstore.resume_projection('nope');
+SELECT evstore.pause_projection(NULL);
+-- the subscription name is taken: the projection is not created
+SELECT evstore.create_subscription('projection:taken');
+SELECT evstore.create_projection('taken', 'count_event(evstore.events)', async => true);
+SELECT count(*) FROM evstore.projections_catalog WHERE name = 'taken';
+-- the worker's settings are server settings
+SET evstore.async_workers = 4;
+SET evstore.async_databases = 'proj_async';
+ALTER SYSTEM SET evstore.async_batch_size = 0;
+SELECT name, setting, unit, context FROM pg_settings
+ WHERE name LIKE 'evstore.async%' ORDER BY name;
+
+-- only the owner may pause and resume
+CREATE ROLE regress_async_other;
+GRANT USAGE ON SCHEMA evstore TO regress_async_other;
+GRANT EXECUTE ON FUNCTION evstore.pause_projection(text) TO regress_async_other;
+SET ROLE regress_async_other;
+SELECT evstore.pause_projection('counter');
+RESET ROLE;
+
+CREATE FUNCTION sqlstate_of(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE cmd;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END $$;
+SELECT cmd, sqlstate_of(cmd) FROM (VALUES
+    ($q$SELECT evstore.pause_projection('inline_counter')$q$),
+    ($q$SELECT evstore.resume_projection('nope')$q$),
+    ($q$SELECT evstore.pause_projection(NULL)$q$),
+    ($q$SELECT evstore.create_projection('taken', 'count_event(evstore.events)', async => true)$q$),
+    ($q$SET evstore.async_workers = 4$q$)
+) AS t(cmd);
+
+-- dropping an async projection drops its subscription
+SELECT evstore.drop_projection('counter');
+SELECT evstore.drop_projection('orders');
+SELECT name FROM evstore.subscriptions ORDER BY name;
+
+\c contrib_regression
+DROP DATABASE proj_async;
+DROP ROLE regress_async_other;
