@@ -27,6 +27,7 @@
  *	  projections_upsert.c    attribute-sync upsert through the table AM
  *	  projections_ddl.c       create / drop / rebuild
  *	  projections_stats.c     shared-memory statistics and rebuild progress
+	  projections_rebuild.c   blue/green rebuilds in a background worker
  *
  *	  Crypto-shredding (shredding.h)
  *	  shredding_cipher.c      AES-256-GCM and wiping: the only OpenSSL caller

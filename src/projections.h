@@ -41,6 +41,7 @@
  *	 projections_upsert.c	 attribute sync's upsert without SPI
  *	 projections_ddl.c		 create, drop and rebuild (SQL-callable)
  *	 projections_stats.c	 shared-memory statistics and rebuild progress
+ *	 projections_rebuild.c	 blue/green rebuilds in a background worker
  *
  *-------------------------------------------------------------------------
  */
@@ -230,6 +231,13 @@ extern void proj_pending_subxact_end(SubXactEvent event);
 extern ProjStatSlot *proj_rebuild_progress_start(const char *name,
 												 int64 target_pos);
 extern void proj_rebuild_progress_clear(void);
+
+/* projections_ddl.c, for projections_rebuild.c */
+extern char *proj_name_arg(FunctionCallInfo fcinfo);
+extern Projection *proj_lock_projection(const char *name, bool missing_ok);
+
+/* projections_rebuild.c: the background worker's entry point */
+extern PGDLLEXPORT void evstore_rebuild_worker_main(Datum main_arg);
 
 /* projections_upsert.c */
 extern const char *proj_upsert_unsupported(Relation rel);

@@ -627,3 +627,16 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 						(long long) replayed)));
 	PG_RETURN_INT64(replayed);
 }
+
+/* For projections_rebuild.c: the same argument and ownership checks. */
+char *
+proj_name_arg(FunctionCallInfo fcinfo)
+{
+	return name_arg(fcinfo);
+}
+
+Projection *
+proj_lock_projection(const char *name, bool missing_ok)
+{
+	return lock_projection(name, missing_ok);
+}
