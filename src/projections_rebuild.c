@@ -68,7 +68,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#define REBUILD_LOCK_CLASS	0x5242	/* 'RB'; the view looks for it too */
+#define REBUILD_LOCK_CLASS	21058	/* 0x5242, "RB"; the view looks for it too */
 #define REBUILD_WORKER_TYPE "evstore rebuild"
 
 /* what the worker is told at launch */

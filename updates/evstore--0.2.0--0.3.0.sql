@@ -895,6 +895,7 @@ $fn$;
 CREATE FUNCTION evstore._rebuild_swap(job bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET client_min_messages = warning
     AS $fn$
 DECLARE
     j evstore.projection_rebuild_jobs;
@@ -955,6 +956,7 @@ $fn$;
 CREATE FUNCTION evstore._rebuild_discard(job bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET client_min_messages = warning
     AS $fn$
 DECLARE
     j evstore.projection_rebuild_jobs;
