@@ -30,6 +30,7 @@
  *	  projections_ddl.c       create / drop / rebuild
  *	  projections_stats.c     shared-memory statistics and rebuild progress
  *	  projections_async.c     async projections: launcher, database workers
+ *	  projections_rebuild.c   blue/green rebuilds in a background worker
  *
  *	  Crypto-shredding (shredding.h)
  *	  shredding_cipher.c      AES-256-GCM and wiping: the only OpenSSL caller

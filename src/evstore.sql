@@ -2388,4 +2388,322 @@ REVOKE ALL ON FUNCTION
     evstore.pause_projection(text),
     evstore.resume_projection(text),
     evstore.projection_async_status()
+-- ==== blue/green rebuilds (0.3.0) ====
+-- A rebuild that fills copies of a projection's read models in a background
+-- worker while the live ones keep serving and being updated, then swaps
+-- them in (docs/projections.md, "Rebuilding a projection").  One row per
+-- rebuild in progress (or failed, or interrupted by a crash); the copies
+-- live in the row's shadow schema until the swap.  The helpers below are
+-- called by the C code as the extension owner only.
+
+CREATE TABLE evstore.projection_rebuild_jobs (
+    name            text        NOT NULL,
+    id              bigint      GENERATED ALWAYS AS IDENTITY,
+    read_models     regclass[]  NOT NULL,
+    copies          regclass[],
+    shadow_schema   name        NOT NULL,
+    requested_by    regrole     NOT NULL,
+    batch_size      integer     NOT NULL,
+    phase           text        NOT NULL DEFAULT 'starting',
+    position        bigint      NOT NULL DEFAULT 0,
+    events_replayed bigint      NOT NULL DEFAULT 0,
+    target_position bigint,
+    started_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    error           text,
+    CONSTRAINT projection_rebuild_jobs_pkey PRIMARY KEY (name),
+    CONSTRAINT projection_rebuild_jobs_id_key UNIQUE (id),
+    CONSTRAINT projection_rebuild_jobs_phase_check
+        CHECK (phase IN ('starting', 'filling', 'swapping', 'failed'))
+);
+COMMENT ON TABLE evstore.projection_rebuild_jobs IS
+    'Blue/green rebuilds in progress; change them only through evstore.start_rebuild/cancel_rebuild';
+
+-- evstore._rebuild_check(read_models regclass[]) -> void
+-- Refuses read models a blue/green rebuild cannot replace (see the guide).
+CREATE FUNCTION evstore._rebuild_check(read_models regclass[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r regclass;
+    c record;
+    what text;
+BEGIN
+    IF read_models IS NULL OR cardinality(read_models) = 0 THEN
+        RAISE EXCEPTION 'read_models must not be null or empty'
+            USING ERRCODE = '22023',
+                  HINT = 'Name the tables the projection''s handler writes, e.g. read_models => ARRAY[''order_totals''::regclass].';
+    END IF;
+    IF array_ndims(read_models) > 1 OR array_position(read_models, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'read_models must be a one-dimensional array without nulls' USING ERRCODE = '22023';
+    END IF;
+    IF (SELECT count(DISTINCT x.relname) <> cardinality(read_models)
+          FROM unnest(read_models) m JOIN pg_class x ON x.oid = m) THEN
+        RAISE EXCEPTION 'read_models must not name two tables of the same name'
+            USING ERRCODE = '22023',
+                  DETAIL = 'The copies are built under the same names in one shadow schema.';
+    END IF;
+    FOREACH r IN ARRAY read_models LOOP
+        SELECT x.relkind, x.relpersistence, x.relispartition, x.relnamespace
+          INTO c FROM pg_class x WHERE x.oid = r;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'relation with OID % does not exist', r::oid USING ERRCODE = '42P01';
+        END IF;
+        what := NULL;
+        IF c.relkind = 'p' OR c.relispartition OR
+           EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = r OR i.inhparent = r) THEN
+            what := 'it is partitioned, a partition or in an inheritance tree';
+        ELSIF c.relkind <> 'r' THEN
+            what := 'it is not a table';
+        ELSIF c.relpersistence = 't' THEN
+            what := 'it is a temporary table';
+        ELSIF c.relnamespace = 'evstore'::regnamespace THEN
+            what := 'it is one of evstore''s own tables';
+        ELSIF EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                        AND d.objid = r AND d.deptype = 'e') THEN
+            what := 'it belongs to an extension';
+        ELSIF EXISTS (SELECT FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid
+                       WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                         AND d.refobjid = r AND w.ev_class <> r) THEN
+            what := 'views or rules depend on it';
+        ELSIF EXISTS (SELECT FROM pg_constraint k WHERE k.confrelid = r) THEN
+            what := 'a foreign key references it';
+        ELSIF EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = r AND NOT t.tgisinternal) THEN
+            what := 'it has triggers';
+        ELSIF EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = r) THEN
+            what := 'it has rules';
+        ELSIF EXISTS (SELECT FROM pg_publication_rel pr WHERE pr.prrelid = r) THEN
+            what := 'it is in a publication';
+        END IF;
+        IF what IS NOT NULL THEN
+            RAISE EXCEPTION 'read model % cannot be rebuilt blue/green: %', r, what
+                USING ERRCODE = '0A000',
+                      DETAIL = 'A blue/green rebuild replaces the table by a copy; the copy would not carry this.',
+                      HINT = 'Use evstore.rebuild_projection(), which rebuilds in place in one transaction.';
+        END IF;
+    END LOOP;
+END
+$fn$;
+
+-- evstore._rebuild_create_copies(job bigint) -> void
+-- The shadow schema and in it an empty copy of each read model: columns,
+-- defaults, constraints, indexes, comments, storage and statistics
+-- settings (LIKE ... INCLUDING ALL), outgoing foreign keys, owner, grants,
+-- row-level security and its policies.
+CREATE FUNCTION evstore._rebuild_create_copies(job bigint) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    j evstore.projection_rebuild_jobs;
+    r regclass;
+    cp regclass;
+    t record;
+    k record;
+    made regclass[] := '{}';
+    powner regrole;
+BEGIN
+    SELECT * INTO STRICT j FROM evstore.projection_rebuild_jobs WHERE id = job FOR UPDATE;
+    SELECT c.owner INTO powner FROM evstore.projections_catalog c WHERE c.name = j.name;
+    EXECUTE format('CREATE SCHEMA %I', j.shadow_schema);
+    EXECUTE format('COMMENT ON SCHEMA %I IS %L', j.shadow_schema,
+                   format('copies of the read models of projection %s during a blue/green rebuild; evstore drops it', j.name));
+    IF powner IS NOT NULL THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %s', j.shadow_schema, powner);
+    END IF;
+    FOREACH r IN ARRAY j.read_models LOOP
+        SELECT x.relname, x.relpersistence, x.relowner::regrole AS owner, x.reloptions,
+               x.relacl, x.relrowsecurity, x.relforcerowsecurity, n.nspname
+          INTO STRICT t FROM pg_class x JOIN pg_namespace n ON n.oid = x.relnamespace WHERE x.oid = r;
+        EXECUTE format('CREATE %sTABLE %I.%I (LIKE %s INCLUDING ALL)%s',
+                       CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END,
+                       j.shadow_schema, t.relname, r,
+                       CASE WHEN t.reloptions IS NULL THEN ''
+                            ELSE ' WITH (' || array_to_string(t.reloptions, ', ') || ')' END);
+        cp := format('%I.%I', j.shadow_schema, t.relname)::regclass;
+        FOR k IN SELECT f.conname, pg_get_constraintdef(f.oid) AS def
+                   FROM pg_constraint f WHERE f.conrelid = r AND f.contype = 'f' ORDER BY f.oid LOOP
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', cp, k.conname, k.def);
+        END LOOP;
+        EXECUTE format('ALTER TABLE %s OWNER TO %s', cp, t.owner);
+        IF t.relacl IS NOT NULL THEN
+            EXECUTE format('REVOKE ALL ON %s FROM %s', cp, t.owner);
+            FOR k IN SELECT a.privilege_type, a.grantee, a.is_grantable FROM aclexplode(t.relacl) a LOOP
+                EXECUTE format('GRANT %s ON %s TO %s%s', k.privilege_type, cp,
+                               CASE WHEN k.grantee = 0 THEN 'PUBLIC' ELSE k.grantee::regrole::text END,
+                               CASE WHEN k.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+            END LOOP;
+        END IF;
+        FOR k IN SELECT at.attname, a.privilege_type, a.grantee, a.is_grantable
+                   FROM pg_attribute at, aclexplode(at.attacl) a
+                  WHERE at.attrelid = r AND at.attacl IS NOT NULL AND NOT at.attisdropped LOOP
+            EXECUTE format('GRANT %s (%I) ON %s TO %s%s', k.privilege_type, k.attname, cp,
+                           CASE WHEN k.grantee = 0 THEN 'PUBLIC' ELSE k.grantee::regrole::text END,
+                           CASE WHEN k.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+        EXECUTE format('COMMENT ON TABLE %s IS %L', cp, obj_description(r, 'pg_class'));
+        IF t.relrowsecurity THEN
+            EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', cp);
+        END IF;
+        IF t.relforcerowsecurity THEN
+            EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', cp);
+        END IF;
+        FOR k IN SELECT p.* FROM pg_policies p WHERE p.schemaname = t.nspname AND p.tablename = t.relname LOOP
+            EXECUTE format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s', k.policyname, cp,
+                           k.permissive, k.cmd,
+                           (SELECT string_agg(CASE WHEN x = 'public' THEN 'PUBLIC' ELSE quote_ident(x) END, ', ')
+                              FROM unnest(k.roles) x),
+                           CASE WHEN k.qual IS NULL THEN '' ELSE ' USING (' || k.qual || ')' END,
+                           CASE WHEN k.with_check IS NULL THEN '' ELSE ' WITH CHECK (' || k.with_check || ')' END);
+        END LOOP;
+        made := made || cp;
+    END LOOP;
+    UPDATE evstore.projection_rebuild_jobs
+       SET copies = made, phase = 'filling', updated_at = pg_catalog.now()
+     WHERE id = job;
+END
+$fn$;
+
+-- evstore._rebuild_swap(job bigint) -> void
+-- Each copy replaces its read model: sequences the read model owns go to
+-- the copy, the read model is dropped (RESTRICT: anything still depending
+-- on it makes the swap fail and roll back), the copy moves into its schema
+-- and its indexes take the old names.  Then the shadow schema and the job
+-- row go, and a sync projection's target is the copy.
+CREATE FUNCTION evstore._rebuild_swap(job bigint) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET client_min_messages = warning
+    AS $fn$
+DECLARE
+    j evstore.projection_rebuild_jobs;
+    r regclass;
+    cp regclass;
+    nsp name;
+    old_names name[];
+    new_idx oid[];
+    seqs record;
+    owned text[];
+    i integer;
+BEGIN
+    SELECT * INTO STRICT j FROM evstore.projection_rebuild_jobs WHERE id = job FOR UPDATE;
+    FOR i IN 1 .. cardinality(j.read_models) LOOP
+        r := j.read_models[i];
+        cp := j.copies[i];
+        SELECT n.nspname INTO STRICT nsp FROM pg_class x JOIN pg_namespace n ON n.oid = x.relnamespace WHERE x.oid = r;
+        old_names := ARRAY(SELECT x.relname FROM pg_index ix JOIN pg_class x ON x.oid = ix.indexrelid
+                            WHERE ix.indrelid = r ORDER BY ix.indexrelid);
+        new_idx := ARRAY(SELECT ix.indexrelid FROM pg_index ix WHERE ix.indrelid = cp ORDER BY ix.indexrelid);
+        IF cardinality(old_names) <> cardinality(new_idx) THEN
+            RAISE EXCEPTION 'the copy of % has % indexes, the read model %', r,
+                cardinality(new_idx), cardinality(old_names) USING ERRCODE = '55000';
+        END IF;
+        -- free the index names the copy will take once it is in place
+        FOR k IN 1 .. cardinality(new_idx) LOOP
+            EXECUTE format('ALTER INDEX %s RENAME TO %I', new_idx[k]::regclass, 'evstore_swap_' || new_idx[k]);
+        END LOOP;
+        -- sequences owned by a column of the read model (serial): to the copy
+        owned := '{}';
+        FOR seqs IN SELECT d.objid::regclass AS seq, a.attname
+                      FROM pg_depend d
+                      JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+                      JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                     WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                       AND d.refobjid = r AND d.deptype = 'a' LOOP
+            EXECUTE format('ALTER SEQUENCE %s OWNED BY NONE', seqs.seq);
+            owned := owned || ARRAY[seqs.seq::oid::text, seqs.attname::text];
+        END LOOP;
+        EXECUTE format('DROP TABLE %s', r);
+        EXECUTE format('ALTER TABLE %s SET SCHEMA %I', cp, nsp);
+        FOR k IN 1 .. cardinality(new_idx) LOOP
+            EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', nsp, 'evstore_swap_' || new_idx[k], old_names[k]);
+        END LOOP;
+        FOR k IN 1 .. cardinality(owned) / 2 LOOP
+            EXECUTE format('ALTER SEQUENCE %s OWNED BY %s.%I', owned[2 * k - 1]::oid::regclass, cp, owned[2 * k]);
+        END LOOP;
+        UPDATE evstore.projections_catalog c SET target = cp WHERE c.name = j.name AND c.target = r;
+    END LOOP;
+    UPDATE evstore.projections_catalog c SET rebuilt_at = pg_catalog.now() WHERE c.name = j.name;
+    EXECUTE format('DROP SCHEMA %I', j.shadow_schema);
+    DELETE FROM evstore.projection_rebuild_jobs WHERE id = job;
+END
+$fn$;
+
+-- evstore._rebuild_discard(job bigint) -> void
+-- The copies and the job row go; the read models are not touched.
+CREATE FUNCTION evstore._rebuild_discard(job bigint) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET client_min_messages = warning
+    AS $fn$
+DECLARE
+    j evstore.projection_rebuild_jobs;
+BEGIN
+    SELECT * INTO j FROM evstore.projection_rebuild_jobs WHERE id = job FOR UPDATE;
+    IF FOUND THEN
+        -- only the copies: the schema holds nothing else evstore made
+        EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', j.shadow_schema);
+        DELETE FROM evstore.projection_rebuild_jobs WHERE id = job;
+    END IF;
+END
+$fn$;
+
+-- evstore.start_rebuild(name text, read_models regclass[], batch_size integer) -> bigint
+CREATE FUNCTION evstore.start_rebuild(
+    name text,
+    read_models regclass[] DEFAULT NULL,
+    batch_size integer DEFAULT 1000)
+RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_start_rebuild';
+COMMENT ON FUNCTION evstore.start_rebuild(text, regclass[], integer) IS
+    'Starts (or resumes) a blue/green rebuild of a projection in a background worker and returns at once; the rebuild''s id';
+
+-- evstore.cancel_rebuild(name text) -> boolean
+CREATE FUNCTION evstore.cancel_rebuild(name text)
+RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'evstore_cancel_rebuild';
+COMMENT ON FUNCTION evstore.cancel_rebuild(text) IS
+    'Stops a blue/green rebuild and drops its copies; the live read models are not touched. False when there was none';
+
+CREATE OR REPLACE VIEW evstore.projection_rebuilds AS
+SELECT p.name, p.pid, p.started_at, p.events_replayed, p.at_position, p.target_position,
+       'in-transaction'::text AS mode, 'replaying'::text AS phase,
+       NULL::regclass[] AS read_models, pg_catalog.now() AS updated_at,
+       NULL::double precision AS events_per_second, NULL::double precision AS eta_seconds,
+       NULL::text AS error
+  FROM evstore.projection_rebuild_progress() p
+UNION ALL
+SELECT j.name, w.pid, j.started_at, j.events_replayed, j.position, j.target_position,
+       'blue-green'::text,
+       CASE WHEN j.phase <> 'failed' AND w.pid IS NULL THEN 'interrupted' ELSE j.phase END,
+       j.read_models, j.updated_at,
+       CASE WHEN j.updated_at > j.started_at
+            THEN j.events_replayed / extract(epoch FROM j.updated_at - j.started_at)::double precision END,
+       CASE WHEN j.updated_at > j.started_at AND j.position > 0
+            THEN greatest(j.target_position - j.position, 0)
+                 * extract(epoch FROM j.updated_at - j.started_at)::double precision / j.position END,
+       j.error
+  FROM evstore.projection_rebuild_jobs j
+  LEFT JOIN LATERAL (
+      SELECT l.pid FROM pg_catalog.pg_locks l
+       WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock'
+         AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                            WHERE d.datname = pg_catalog.current_database())
+         AND l.classid = (j.id >> 32)::oid AND l.objid = (j.id & 4294967295)::oid
+         AND l.objsubid = 21058
+       LIMIT 1) w ON true;
+COMMENT ON VIEW evstore.projection_rebuilds IS
+    'Rebuilds in progress: in-transaction ones (evstore.rebuild_projection) and blue/green ones (evstore.start_rebuild) with their phase, events replayed so far and the position reached';
+
+REVOKE ALL ON evstore.projection_rebuild_jobs, evstore.projection_rebuilds FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    evstore._rebuild_check(regclass[]),
+    evstore._rebuild_create_copies(bigint),
+    evstore._rebuild_swap(bigint),
+    evstore._rebuild_discard(bigint),
+    evstore.start_rebuild(text, regclass[], integer),
+    evstore.cancel_rebuild(text)
 FROM PUBLIC;

@@ -43,6 +43,7 @@
  *	 projections_stats.c	 shared-memory statistics and rebuild progress
  *	 projections_async.c	 async projections: launcher, database workers,
  *							 pause/resume, their state
+ *	 projections_rebuild.c	 blue/green rebuilds in a background worker
  *
  *-------------------------------------------------------------------------
  */
@@ -251,7 +252,6 @@ extern void proj_async_state_set(const char *name, const ProjAsyncState *st);
 /* projections_ddl.c: for projections_async.c */
 extern int	proj_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 							  char *nulls);
-extern Projection *proj_lock_projection(const char *name);
 
 /* projections_async.c; shmem.c requests and attaches its shared memory */
 extern void evstore_projections_async_init(void);
@@ -259,6 +259,13 @@ extern Size evstore_projasync_shmem_size(void);
 extern void evstore_projasync_shmem_startup(void);
 extern void proj_async_attach(const char *name);
 extern void proj_async_detach(const char *name);
+
+/* projections_ddl.c, for projections_rebuild.c */
+extern char *proj_name_arg(FunctionCallInfo fcinfo);
+extern Projection *proj_lock_projection(const char *name, bool missing_ok);
+
+/* projections_rebuild.c: the background worker's entry point */
+extern PGDLLEXPORT void evstore_rebuild_worker_main(Datum main_arg);
 
 /* projections_upsert.c */
 extern const char *proj_upsert_unsupported(Relation rel);

@@ -915,7 +915,7 @@ set_paused(FunctionCallInfo fcinfo, bool paused)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("projections cannot be changed from inside a projection")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	p = proj_lock_projection(name);
+	p = proj_lock_projection(name, false);
 	if (!p->is_async)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),

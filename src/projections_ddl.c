@@ -415,13 +415,6 @@ proj_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values, char *n
 	return catalog_exec(sql, nargs, types, values, nulls);
 }
 
-/* For projections_async.c: lock a projection for a change, as its owner. */
-Projection *
-proj_lock_projection(const char *name)
-{
-	return lock_projection(name, false);
-}
-
 PG_FUNCTION_INFO_V1(evstore_drop_projection);
 
 /* evstore.drop_projection(name text, if_exists boolean) -> boolean */
@@ -643,4 +636,18 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 				(errmsg("projection \"%s\" rebuilt: replayed %lld events", name,
 						(long long) replayed)));
 	PG_RETURN_INT64(replayed);
+}
+
+/* For projections_rebuild.c and projections_async.c: the same argument and
+ * ownership checks. */
+char *
+proj_name_arg(FunctionCallInfo fcinfo)
+{
+	return name_arg(fcinfo);
+}
+
+Projection *
+proj_lock_projection(const char *name, bool missing_ok)
+{
+	return lock_projection(name, missing_ok);
 }
