@@ -93,6 +93,21 @@ extern void evstore_catalog_init(void);
 /* evstore's one relcache callback calls func too (see catalog.c) */
 extern void evstore_register_relcache_callback(RelcacheCallbackFunction func);
 
+/*
+ * The relations read_all scans: evstore.events and its indexes, or one of
+ * its Citus shards and the shard's indexes (shard_feed.c).
+ */
+typedef struct EvstoreEventsRelations
+{
+	Oid			heap;
+	Oid			position_idx;	/* (global_position ...) */
+	Oid			category_idx;	/* (category, global_position) */
+	Oid			bucket_idx;		/* (stream_bucket, global_position) */
+} EvstoreEventsRelations;
+
+/* shard_feed.c */
+extern void evstore_shard_relations(int64 shardid, EvstoreEventsRelations *out);
+
 /* ddl_guard.c */
 extern void evstore_ddl_guard_init(void);
 extern void evstore_ddl_guard_check(Node *parsetree);

@@ -1473,3 +1473,311 @@ REVOKE ALL ON FUNCTION
     evstore.upcast(evstore.events),
     evstore.validate_event(text, jsonb, integer)
 FROM PUBLIC;
+
+-- ==== distributed feed (0.3.0) ====
+-- read_all and durable subscriptions on a Citus cluster (SPEC section 9,
+-- docs/distributed.md): the never-skip promise holds per shard, so a
+-- reader's checkpoint is a vector, one position per shard of evstore.events.
+
+-- evstore.read_all_shard(shard_id bigint, after_position bigint, max_count integer,
+--     categories text[], event_types text[], group_member integer, group_size integer,
+--     category_prefixes text[], include_system boolean) -> SETOF evstore.events
+CREATE FUNCTION evstore.read_all_shard(
+    shard_id bigint,
+    after_position bigint DEFAULT 0,
+    max_count integer DEFAULT 1000,
+    categories text[] DEFAULT NULL,
+    event_types text[] DEFAULT NULL,
+    group_member integer DEFAULT NULL,
+    group_size integer DEFAULT NULL,
+    category_prefixes text[] DEFAULT NULL,
+    include_system boolean DEFAULT true)
+RETURNS SETOF evstore.events
+    LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1000
+    AS 'MODULE_PATHNAME', 'evstore_read_all_shard';
+COMMENT ON FUNCTION evstore.read_all_shard(bigint, bigint, integer, text[], text[], integer, integer, text[], boolean) IS
+    'read_all over one shard of evstore.events, on the node that holds it, up to that node''s fence (never skips)';
+
+-- Refuse to run a distributed-mode function without Citus.
+-- evstore._require_citus(caller text) -> void
+CREATE FUNCTION evstore._require_citus(caller text)
+RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_shard') IS NULL THEN
+        RAISE EXCEPTION '%() needs Citus', $1
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Extension "citus" is not installed in this database.',
+                  HINT = 'On a single node, use evstore.read_all() and evstore.subscription_fetch().';
+    END IF;
+END
+$fn$;
+
+-- A checkpoint vector: a JSON object from shard id to position.
+-- evstore._checkpoint_vector(checkpoint jsonb) -> jsonb
+CREATE FUNCTION evstore._checkpoint_vector(checkpoint jsonb)
+RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF $1 IS NULL THEN
+        RETURN '{}';
+    END IF;
+    IF jsonb_typeof($1) <> 'object' OR EXISTS (
+        SELECT FROM jsonb_each($1) e
+         WHERE e.key !~ '^[0-9]{1,18}$' OR jsonb_typeof(e.value) <> 'number'
+            OR e.value::text !~ '^[0-9]{1,18}$') THEN
+        RAISE EXCEPTION 'invalid checkpoint vector: %', left($1::text, 200)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A checkpoint vector is a JSON object from shard id to position, both non-negative integers.',
+                  HINT = 'Start with ''{}'' (every shard from its beginning).';
+    END IF;
+    RETURN $1;
+END
+$fn$;
+
+-- evstore.read_all_distributed(checkpoint jsonb, max_count integer, categories text[],
+--     event_types text[], group_member integer, group_size integer)
+--     -> SETOF (shard_id bigint, event evstore.events)
+CREATE FUNCTION evstore.read_all_distributed(
+    checkpoint jsonb DEFAULT '{}',
+    max_count integer DEFAULT 1000,
+    categories text[] DEFAULT NULL,
+    event_types text[] DEFAULT NULL,
+    group_member integer DEFAULT NULL,
+    group_size integer DEFAULT NULL,
+    OUT shard_id bigint,
+    OUT event evstore.events)
+RETURNS SETOF record
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE ROWS 1000
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    vec jsonb := evstore._checkpoint_vector($1);
+    names text[];
+    ports integer[];
+    commands text[];
+    r record;
+    batch jsonb := '[]';
+BEGIN
+    IF $2 IS NULL OR $2 <= 0 THEN
+        RAISE EXCEPTION 'max_count must be > 0, not %', coalesce($2::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM evstore._require_citus('evstore.read_all_distributed');
+    -- one command per node: read_all_shard over each of its shards, each
+    -- from its own position in the vector
+    SELECT array_agg(c.nodename ORDER BY c.nodename, c.nodeport),
+           array_agg(c.nodeport ORDER BY c.nodename, c.nodeport),
+           array_agg(c.command ORDER BY c.nodename, c.nodeport)
+      INTO names, ports, commands
+      FROM (SELECT n.nodename, n.nodeport,
+                   'SELECT coalesce(pg_catalog.json_agg(x), ''[]'')::text FROM ('
+                   || string_agg(format(
+                        'SELECT %s::bigint AS s, e FROM evstore.read_all_shard(%s, %s, %s, %L::text[], %L::text[], %L::integer, %L::integer) e',
+                        s.shardid, s.shardid, coalesce((vec ->> s.shardid::text)::bigint, 0),
+                        $2, $3, $4, $5, $6), ' UNION ALL ' ORDER BY s.shardid)
+                   || ') x' AS command
+              FROM pg_catalog.pg_dist_shard s
+              JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+              JOIN pg_catalog.pg_dist_node n ON n.groupid = p.groupid
+             WHERE s.logicalrelid = 'evstore.events'::regclass
+               AND n.isactive AND n.noderole = 'primary'
+             GROUP BY n.nodename, n.nodeport) c;
+    IF names IS NULL THEN
+        RAISE EXCEPTION 'evstore.events is not distributed'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run evstore.distribute() on the coordinator first (docs/distributed.md).';
+    END IF;
+    FOR r IN SELECT * FROM pg_catalog.master_run_on_worker(names, ports, commands, true) LOOP
+        IF NOT r.success THEN
+            RAISE EXCEPTION 'reading the shards on node %:% failed: %', r.node_name, r.node_port, r.result
+                USING ERRCODE = 'connection_failure',
+                      HINT = 'Nothing was consumed: retry with the same checkpoint.';
+        END IF;
+        batch := batch || r.result::jsonb;
+    END LOOP;
+    -- merge: cross-shard order by position (approximate: each node has its
+    -- own sequence); what is cut off is a suffix of each shard's batch
+    RETURN QUERY
+        SELECT (j ->> 's')::bigint, jsonb_populate_record(NULL::evstore.events, j -> 'e')
+          FROM jsonb_array_elements(batch) j
+         ORDER BY (j -> 'e' ->> 'global_position')::bigint, (j ->> 's')::bigint
+         LIMIT $2;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.read_all_distributed(jsonb, integer, text[], text[], integer, integer) IS
+    'Merged feed over every shard of a distributed store after a checkpoint vector (shard id -> position): every committed event once, per-stream order kept, cross-shard order approximate';
+
+-- evstore.checkpoint_advance(checkpoint jsonb, shard_id bigint, "position" bigint) -> jsonb
+CREATE FUNCTION evstore.checkpoint_advance(checkpoint jsonb, shard_id bigint, "position" bigint)
+RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    SELECT evstore._checkpoint_vector($1)
+        || jsonb_build_object($2::text,
+               greatest($3, coalesce((evstore._checkpoint_vector($1) ->> $2::text)::bigint, 0)))
+$fn$;
+COMMENT ON FUNCTION evstore.checkpoint_advance(jsonb, bigint, bigint) IS
+    'A checkpoint vector with one shard''s position moved forward (never backwards)';
+
+-- Per-shard checkpoints of durable subscriptions in distributed mode; a
+-- shard without a row starts at the member's acked_position.
+CREATE TABLE evstore.subscription_shard_checkpoints (
+    subscription   text        NOT NULL,
+    member         integer     NOT NULL,
+    shard_id       bigint      NOT NULL,
+    acked_position bigint      NOT NULL,
+    updated_at     timestamptz NOT NULL,
+    CONSTRAINT subscription_shard_checkpoints_pkey PRIMARY KEY (subscription, member, shard_id),
+    CONSTRAINT subscription_shard_checkpoints_member_fkey FOREIGN KEY (subscription, member)
+        REFERENCES evstore.subscription_checkpoints (subscription, member) ON DELETE CASCADE,
+    CONSTRAINT subscription_shard_checkpoints_position_check CHECK (acked_position >= 0)
+);
+COMMENT ON TABLE evstore.subscription_shard_checkpoints IS
+    'Durable subscriptions on a distributed store: the acknowledged position of each member per shard of evstore.events';
+SELECT pg_catalog.pg_extension_config_dump('evstore.subscription_shard_checkpoints', '');
+
+-- evstore.subscription_vector(name text, member integer) -> jsonb
+CREATE FUNCTION evstore.subscription_vector(name text, member integer DEFAULT 0)
+RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    base bigint;
+BEGIN
+    PERFORM evstore._require_citus('evstore.subscription_vector');
+    SELECT c.acked_position INTO base FROM evstore.subscription_checkpoints c
+     WHERE c.subscription = $1 AND c.member = $2;
+    IF NOT FOUND THEN
+        PERFORM evstore._subscription_member($1, $2);  -- the clear error
+    END IF;
+    RETURN coalesce((
+        SELECT jsonb_object_agg(s.shardid::text, coalesce(k.acked_position, base) ORDER BY s.shardid)
+          FROM pg_catalog.pg_dist_shard s
+          LEFT JOIN evstore.subscription_shard_checkpoints k
+            ON k.subscription = $1 AND k.member = $2 AND k.shard_id = s.shardid
+         WHERE s.logicalrelid = 'evstore.events'::regclass), '{}');
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_vector(text, integer) IS
+    'A member''s checkpoint vector in distributed mode: its acknowledged position in each shard of evstore.events';
+
+-- evstore.subscription_fetch_shards(name text, member integer, max_count integer,
+--     consumer text) -> SETOF (shard_id bigint, event evstore.events)
+CREATE FUNCTION evstore.subscription_fetch_shards(
+    name text,
+    member integer DEFAULT 0,
+    max_count integer DEFAULT 100,
+    consumer text DEFAULT NULL,
+    OUT shard_id bigint,
+    OUT event evstore.events)
+RETURNS SETOF record
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER ROWS 100
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+BEGIN
+    IF $3 IS NULL OR $3 <= 0 THEN
+        RAISE EXCEPTION 'max_count must be > 0, not %', coalesce($3::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $4 = '' THEN
+        RAISE EXCEPTION 'consumer must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM evstore._require_citus('evstore.subscription_fetch_shards');
+    r := evstore._subscription_member($1, $2);
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
+       AND r.consumer IS DISTINCT FROM $4 THEN
+        RETURN;
+    END IF;
+    IF $4 IS NOT NULL THEN
+        UPDATE evstore.subscription_checkpoints c
+            SET consumer = $4, lease_until = pg_catalog.clock_timestamp() + r.lease_timeout
+            WHERE c.subscription = $1 AND c.member = $2;
+    END IF;
+    RETURN QUERY SELECT * FROM evstore.read_all_distributed(
+        evstore.subscription_vector($1, $2), $3, r.categories, r.event_types,
+        CASE WHEN r.group_size > 1 THEN r.member END,
+        CASE WHEN r.group_size > 1 THEN r.group_size END);
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_fetch_shards(text, integer, integer, text) IS
+    'Distributed mode: next events of a subscription member after its checkpoint vector, from every shard (never skips; at-least-once)';
+
+-- evstore.subscription_ack_shards(name text, member integer, positions jsonb,
+--     consumer text) -> boolean
+CREATE FUNCTION evstore.subscription_ack_shards(
+    name text,
+    member integer,
+    positions jsonb,
+    consumer text DEFAULT NULL)
+RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+    vec jsonb := evstore._checkpoint_vector($3);
+    moved integer;
+    unknown bigint;
+BEGIN
+    IF $4 = '' THEN
+        RAISE EXCEPTION 'consumer must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM evstore._require_citus('evstore.subscription_ack_shards');
+    r := evstore._subscription_member($1, $2);
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
+       AND r.consumer IS DISTINCT FROM $4 THEN
+        RAISE EXCEPTION 'member % of subscription "%" is leased by consumer "%"', $2, $1, r.consumer
+            USING ERRCODE = 'lock_not_available',
+                  DETAIL = format('The lease runs until %s.', r.lease_until),
+                  HINT = 'A consumer whose lease expired must stop and fetch again.';
+    END IF;
+    SELECT min(e.key::bigint) INTO unknown FROM jsonb_each(vec) e
+     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_shard s
+                        WHERE s.shardid = e.key::bigint
+                          AND s.logicalrelid = 'evstore.events'::regclass);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'shard % is not a shard of evstore.events', unknown
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Acknowledge the shard ids that subscription_fetch_shards returned.';
+    END IF;
+    INSERT INTO evstore.subscription_shard_checkpoints AS k
+        (subscription, member, shard_id, acked_position, updated_at)
+    SELECT $1, $2, e.key::bigint, greatest(e.value::text::bigint, r.acked_position),
+           pg_catalog.clock_timestamp()
+      FROM jsonb_each(vec) e
+    ON CONFLICT ON CONSTRAINT subscription_shard_checkpoints_pkey DO UPDATE
+        SET acked_position = EXCLUDED.acked_position, updated_at = EXCLUDED.updated_at
+        WHERE k.acked_position < EXCLUDED.acked_position;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    UPDATE evstore.subscription_checkpoints c
+        SET updated_at = CASE WHEN moved > 0 THEN pg_catalog.clock_timestamp() ELSE c.updated_at END,
+            consumer = coalesce($4, c.consumer),
+            lease_until = CASE WHEN $4 IS NULL THEN c.lease_until
+                               ELSE pg_catalog.clock_timestamp() + c.lease_timeout END
+        WHERE c.subscription = $1 AND c.member = $2;
+    RETURN moved > 0;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_ack_shards(text, integer, jsonb, text) IS
+    'Distributed mode: move a member''s per-shard checkpoints forward (shard id -> position; never backwards; false when none moved)';
+
+REVOKE ALL ON evstore.subscription_shard_checkpoints FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    evstore.read_all_shard(bigint, bigint, integer, text[], text[], integer, integer, text[], boolean),
+    evstore.read_all_distributed(jsonb, integer, text[], text[], integer, integer),
+    evstore.checkpoint_advance(jsonb, bigint, bigint),
+    evstore.subscription_vector(text, integer),
+    evstore.subscription_fetch_shards(text, integer, integer, text),
+    evstore.subscription_ack_shards(text, integer, jsonb, text)
+FROM PUBLIC;
