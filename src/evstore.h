@@ -107,6 +107,7 @@ typedef struct EvstoreEventsRelations
 
 /* shard_feed.c */
 extern void evstore_shard_relations(int64 shardid, EvstoreEventsRelations *out);
+extern int64 evstore_shard_position_floor(Relation shard);
 
 /* ddl_guard.c */
 extern void evstore_ddl_guard_init(void);

@@ -22,10 +22,13 @@
  *-------------------------------------------------------------------------
  */
 #include "evstore.h"
+#include "compat.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
@@ -37,6 +40,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 /* Is this node's placement of shard shardid of evstore.events the live one? */
@@ -195,4 +199,106 @@ evstore_shard_relations(int64 shardid, EvstoreEventsRelations *out)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("shard evstore.%s lacks an index that read_all needs", name),
 				 errdetail("It needs btree indexes on (global_position), (category, global_position) and (stream_bucket, global_position).")));
+}
+
+/*
+ * Shards whose highest position this backend has checked (see
+ * evstore_shard_position_floor); a relation's entry goes with its relcache
+ * invalidation (a shard that moves away and back is a new relation).
+ */
+static List *floor_checked = NIL;
+static bool floor_callback_registered = false;
+
+static void
+shard_floor_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid))
+	{
+		list_free(floor_checked);
+		floor_checked = NIL;
+	}
+	else
+		floor_checked = list_delete_oid(floor_checked, relid);
+}
+
+/*
+ * The position the next append into this shard must exceed: the highest
+ * one the shard holds while this node's sequence is below it, else 0.
+ *
+ * A shard that Citus moved (or split) here holds positions handed out by
+ * the node it came from, whose sequence may be far ahead of this node's.
+ * A reader's checkpoint for the shard (read_all_shard's vector entry) can
+ * be as high as the shard's highest position, so an append here that drew
+ * a lower position, into any stream of the shard, would land below the
+ * checkpoint and be skipped.  The floor makes the node's sequence jump
+ * above the shard's content once; the sequence only grows afterwards, so
+ * once a backend saw it past the shard's content it does not look again.
+ */
+int64
+evstore_shard_position_floor(Relation shard)
+{
+	Oid			relid = RelationGetRelid(shard);
+	List	   *indexes;
+	ListCell   *lc;
+	Oid			position_idx = InvalidOid;
+	int64		result = 0;
+	MemoryContext old;
+
+	if (list_member_oid(floor_checked, relid))
+		return 0;
+	if (!floor_callback_registered)
+	{
+		evstore_register_relcache_callback(shard_floor_relcache_callback);
+		floor_callback_registered = true;
+	}
+
+	indexes = RelationGetIndexList(shard);
+	foreach(lc, indexes)
+	{
+		if (index_leads_with(lfirst_oid(lc), Anum_events_global_position, 0))
+		{
+			position_idx = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(indexes);
+	if (!OidIsValid(position_idx))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("shard %s of evstore.events lacks an index on global_position",
+						RelationGetRelationName(shard))));
+
+	/* the highest committed position: one descent of the index, backwards */
+	{
+		Relation	index = index_open(position_idx, AccessShareLock);
+		Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+		TupleTableSlot *slot = table_slot_create(shard, NULL);
+		IndexScanDesc scan = evstore_index_beginscan(shard, index, snapshot, 0, 0);
+
+		index_rescan(scan, NULL, 0, NULL, 0);
+		if (index_getnext_slot(scan, BackwardScanDirection, slot))
+		{
+			bool		isnull;
+
+			result = DatumGetInt64(slot_getattr(slot, Anum_events_global_position, &isnull));
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		UnregisterSnapshot(snapshot);
+		index_close(index, AccessShareLock);
+	}
+
+	/*
+	 * Once this node's sequence is past the shard's content, it stays past
+	 * it: no need to look again.  Until then (no append drew a position
+	 * yet, or it failed before it drew one) every append looks.
+	 */
+	if (evstore_sequence_last_value(evstore_catalog()->position_seq) >= result)
+	{
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		floor_checked = lappend_oid(floor_checked, relid);
+		MemoryContextSwitchTo(old);
+		return 0;
+	}
+	return result;
 }
