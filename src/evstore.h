@@ -108,6 +108,8 @@ typedef struct EvstoreEventsRelations
 /* shard_feed.c */
 extern void evstore_shard_relations(int64 shardid, EvstoreEventsRelations *out);
 extern int64 evstore_shard_position_floor(Relation shard);
+extern bool evstore_is_citus_table(Oid relid);
+extern bool evstore_is_distributed_coordinator(void);
 
 /* ddl_guard.c */
 extern void evstore_ddl_guard_init(void);

@@ -262,6 +262,7 @@ evstore_create_projection(PG_FUNCTION_ARGS)
 				 "(name, kind, owner, handler, reset_function, categories, event_types, search_path) "
 				 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, types, values, nulls);
 	proj_reset_slot(name);
+	proj_fanout(fcinfo, "create_projection");
 	PG_RETURN_VOID();
 }
 
@@ -370,6 +371,7 @@ evstore_create_sync_projection(PG_FUNCTION_ARGS)
 				 "delete_types, column_map, categories, search_path) "
 				 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", 11, types, values, nulls);
 	proj_reset_slot(name);
+	proj_fanout(fcinfo, "create_sync_projection");
 	PG_RETURN_VOID();
 }
 
@@ -424,12 +426,14 @@ evstore_drop_projection(PG_FUNCTION_ARGS)
 	{
 		ereport(NOTICE,
 				(errmsg("projection \"%s\" does not exist, skipping", name)));
+		proj_fanout(fcinfo, "drop_projection");
 		PG_RETURN_BOOL(false);
 	}
 	values[0] = CStringGetTextDatum(name);
 	catalog_exec("DELETE FROM evstore.projections_catalog WHERE name = $1",
 				 1, types, values, NULL);
 	proj_reset_slot(name);
+	proj_fanout(fcinfo, "drop_projection");
 	PG_RETURN_BOOL(true);
 }
 
