@@ -323,15 +323,20 @@ COMMENT ON FUNCTION evstore.save_snapshot(text, bigint, jsonb) IS
 -- evstore.load_snapshot(stream_id text) -> TABLE (stream_version bigint, state jsonb)
 CREATE FUNCTION evstore.load_snapshot(stream_id text)
 RETURNS TABLE (stream_version bigint, state jsonb)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $fn$
+BEGIN
+    -- PL/pgSQL, not SQL: Citus cannot plan a SQL function's parameters
+    -- when the call is delegated to a worker (distributed mode)
+    RETURN QUERY
     SELECT sn.stream_version, sn.state
     FROM evstore.snapshots sn
     JOIN evstore.streams s ON s.stream_id = sn.stream_id
     WHERE sn.stream_id = $1
       AND s.deleted_at IS NULL
-      AND sn.stream_version BETWEEN s.first_version AND s.version
+      AND sn.stream_version BETWEEN s.first_version AND s.version;
+END
 $fn$;
 COMMENT ON FUNCTION evstore.load_snapshot(text) IS
     'The latest snapshot of a live stream (no row when there is none); continue with read_stream(stream_id, stream_version + 1)';
@@ -1473,6 +1478,189 @@ REVOKE ALL ON FUNCTION
     evstore.upcast(evstore.events),
     evstore.validate_event(text, jsonb, integer)
 FROM PUBLIC;
+
+-- ==== distributed mode (0.3.0) ====
+-- evstore on a Citus cluster: the per-stream tables distributed by
+-- stream_id, colocated (src/distributed.c).  Reference: docs/distributed.md.
+
+-- evstore._distribute_node(position_stride integer, node_offset integer,
+--     position_floor bigint) -> void
+CREATE FUNCTION evstore._distribute_node(position_stride integer, node_offset integer,
+                                         position_floor bigint)
+RETURNS void
+    LANGUAGE c STRICT VOLATILE
+    AS 'MODULE_PATHNAME', 'evstore_distribute_node';
+COMMENT ON FUNCTION evstore._distribute_node(integer, integer, bigint) IS
+    'Internal (evstore.distribute() runs it on every node): unique indexes with stream_id, this node''s position sequence';
+
+-- evstore.distribute(shard_count integer, position_stride integer) -> text
+CREATE FUNCTION evstore.distribute(shard_count integer DEFAULT 32,
+                                   position_stride integer DEFAULT 64)
+RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    my_version text;
+    bad text;
+    position_floor bigint;
+    nodes integer;
+    moved bigint := 0;
+    f text;
+    stride_now bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'evstore.distribute() needs Citus'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'The citus extension is not installed in this database.',
+                  HINT = 'Preload citus before evstore (shared_preload_libraries = ''citus, evstore''), run CREATE EXTENSION citus on every node, add the workers with citus_add_node(), then call evstore.distribute() on the coordinator (docs/distributed.md).';
+    END IF;
+    IF shard_count IS NULL OR shard_count < 1 OR position_stride IS NULL OR position_stride < 2 THEN
+        RAISE EXCEPTION 'shard_count must be >= 1 and position_stride >= 2'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT pg_catalog.citus_is_coordinator() THEN
+        RAISE EXCEPTION 'evstore.distribute() runs on the coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Connect to the Citus coordinator and call it there.';
+    END IF;
+    SELECT count(*) INTO nodes FROM pg_catalog.pg_dist_node
+     WHERE noderole = 'primary' AND isactive AND shouldhaveshards AND groupid <> 0;
+    IF nodes = 0 THEN
+        RAISE EXCEPTION 'the Citus cluster has no worker to hold evstore''s shards'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add workers with SELECT citus_add_node(host, port); first.';
+    END IF;
+    SELECT max(groupid) INTO nodes FROM pg_catalog.pg_dist_node;
+    IF nodes >= position_stride THEN
+        RAISE EXCEPTION 'position_stride % is too small for Citus group id %', position_stride, nodes
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Each node hands out the positions equal to its group id modulo the stride.';
+    END IF;
+    SELECT seqincrement INTO stride_now FROM pg_catalog.pg_sequence
+     WHERE seqrelid = 'evstore.global_position_seq'::pg_catalog.regclass;
+    IF stride_now > 1 AND stride_now <> position_stride THEN
+        RAISE EXCEPTION 'evstore is already distributed with position_stride %', stride_now
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = pg_catalog.format('Call evstore.distribute(position_stride => %s).', stride_now);
+    END IF;
+
+    -- the same evstore everywhere
+    SELECT e.extversion INTO my_version FROM pg_catalog.pg_extension e WHERE e.extname = 'evstore';
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s:%s has %s', n.nodename, n.nodeport,
+                                 CASE WHEN r.success THEN r.result ELSE 'an error: ' || r.result END), '; ')
+      INTO bad
+      FROM pg_catalog.run_command_on_all_nodes(
+             $q$SELECT coalesce((SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'evstore'), 'no evstore')$q$) r
+      JOIN pg_catalog.pg_dist_node n ON n.nodeid = r.nodeid
+     WHERE NOT r.success OR r.result <> my_version;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'every node must run evstore %', my_version
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = bad || '.',
+                  HINT = 'Install the same evstore build on every node (CREATE EXTENSION evstore, or ALTER EXTENSION evstore UPDATE), then retry.';
+    END IF;
+
+    -- positions: above every one any node handed out so far
+    SELECT max(r.result::bigint) INTO position_floor
+      FROM pg_catalog.run_command_on_all_nodes(
+             'SELECT last_value FROM evstore.global_position_seq') r
+     WHERE r.success;
+    PERFORM evstore._distribute_node(position_stride, 0, position_floor);
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s:%s: %s', n.nodename, n.nodeport, r.result), '; ')
+      INTO bad
+      FROM pg_catalog.run_command_on_workers(pg_catalog.format(
+             'SELECT evstore._distribute_node(%s, (SELECT groupid FROM pg_catalog.pg_dist_local_group), %s)',
+             position_stride, position_floor)) r
+      JOIN pg_catalog.pg_dist_node n ON n.nodename = r.nodename AND n.nodeport = r.nodeport
+     WHERE NOT r.success;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'could not prepare every worker for distributed mode'
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = bad;
+    END IF;
+
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid = 'evstore.events'::pg_catalog.regclass) THEN
+        SELECT count(*) INTO moved FROM ONLY evstore.events;
+        -- the append-only guard triggers go to the shards too
+        PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+        PERFORM pg_catalog.create_distributed_table('evstore.events', 'stream_id',
+                    shard_count => shard_count, colocate_with => 'none');
+        PERFORM pg_catalog.create_distributed_table('evstore.streams', 'stream_id',
+                    colocate_with => 'evstore.events');
+        PERFORM pg_catalog.create_distributed_table('evstore.snapshots', 'stream_id',
+                    colocate_with => 'evstore.events');
+        -- Citus copied the rows into the shards: the shells must hold none
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table('evstore.events');
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table('evstore.streams');
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table('evstore.snapshots');
+    END IF;
+
+    -- calls run on the worker that holds their stream
+    FOREACH f IN ARRAY ARRAY[
+        'evstore.append_event(text,text,jsonb,jsonb,bigint,uuid)',
+        'evstore.append_events(text,jsonb,bigint)',
+        'evstore.read_stream(text,bigint,bigint,boolean)',
+        'evstore.stream_version(text)',
+        'evstore.delete_stream(text,bigint,jsonb)',
+        'evstore.tombstone_stream(text,bigint,jsonb)',
+        'evstore.save_snapshot(text,bigint,jsonb)',
+        'evstore.load_snapshot(text)',
+        'evstore.delete_snapshot(text)']
+    LOOP
+        PERFORM pg_catalog.create_distributed_function(f::pg_catalog.regprocedure, 'stream_id',
+                    colocate_with => 'evstore.events');
+    END LOOP;
+
+    RETURN pg_catalog.format('evstore is distributed: %s shards of evstore.events on %s workers, %s events moved to the shards',
+        (SELECT count(*) FROM pg_catalog.pg_dist_shard WHERE logicalrelid = 'evstore.events'::pg_catalog.regclass),
+        (SELECT count(DISTINCT groupid) FROM pg_catalog.pg_dist_node WHERE groupid <> 0 AND noderole = 'primary'),
+        moved);
+END
+$fn$;
+COMMENT ON FUNCTION evstore.distribute(integer, integer) IS
+    'Distribute evstore on a Citus cluster (run on the coordinator; again after adding a node): see docs/distributed.md';
+
+-- evstore._shards() -> SETOF record (the evstore.shards view)
+CREATE FUNCTION evstore._shards(
+    OUT table_name text, OUT shardid bigint, OUT shard_name text,
+    OUT hash_min integer, OUT hash_max integer,
+    OUT node_name text, OUT node_port integer, OUT group_id integer)
+RETURNS SETOF record
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+        SELECT c.relname::text, s.shardid, c.relname || '_' || s.shardid,
+               s.shardminvalue::integer, s.shardmaxvalue::integer,
+               n.nodename::text, n.nodeport, n.groupid
+          FROM pg_catalog.pg_dist_shard s
+          JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
+          JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+          JOIN pg_catalog.pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary'
+         WHERE c.relnamespace = 'evstore'::pg_catalog.regnamespace
+         ORDER BY s.shardminvalue::integer, c.relname$q$;
+END
+$fn$;
+
+CREATE VIEW evstore.shards AS
+SELECT table_name, shardid, shard_name, hash_min, hash_max, node_name, node_port, group_id
+  FROM evstore._shards();
+COMMENT ON VIEW evstore.shards IS
+    'Shards of evstore''s distributed tables and the node holding each (Citus''s own views hide extension tables); a stream is in the shard with hashtext(stream_id) BETWEEN hash_min AND hash_max';
+
+REVOKE ALL ON FUNCTION
+    evstore._distribute_node(integer, integer, bigint),
+    evstore.distribute(integer, integer),
+    evstore._shards()
+FROM PUBLIC;
+REVOKE ALL ON evstore.shards FROM PUBLIC;
+GRANT SELECT ON evstore.shards TO pg_monitor;
+GRANT EXECUTE ON FUNCTION evstore._shards() TO pg_monitor;
 
 -- ==== distributed feed (0.3.0) ====
 -- read_all and durable subscriptions on a Citus cluster (SPEC section 9,

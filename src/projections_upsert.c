@@ -127,7 +127,7 @@ proj_upsert_unsupported(Relation rel)
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		return "it is not a plain table";
-	if (evstore_is_citus_table(RelationGetRelid(rel)))
+	if (evstore_relation_is_distributed(RelationGetRelid(rel)))
 		return "it is a Citus table (SQL lets Citus route the row to its shard)";
 	if (rel->rd_rel->relrowsecurity)
 		return "it has row-level security enabled";

@@ -75,7 +75,7 @@ evstore_read_stream(PG_FUNCTION_ARGS)
 	if (has_max && max_count == 0)
 		return (Datum) 0;
 
-	cat = evstore_catalog();
+	cat = evstore_catalog_for_stream(stream_id, sidlen);
 	snapshot = GetActiveSnapshot();
 	streams_rel = table_open(cat->streams_rel, AccessShareLock);
 	evstore_stream_state_snapshot(streams_rel, stream_id, snapshot, &st);
@@ -142,7 +142,8 @@ evstore_stream_version(PG_FUNCTION_ARGS)
 	Relation	streams_rel;
 	EvstoreStreamState st;
 
-	streams_rel = table_open(evstore_catalog()->streams_rel, AccessShareLock);
+	streams_rel = table_open(evstore_catalog_for_stream(stream_id, sidlen)->streams_rel,
+							 AccessShareLock);
 	evstore_stream_state_snapshot(streams_rel, stream_id, GetActiveSnapshot(), &st);
 	table_close(streams_rel, AccessShareLock);
 	PG_RETURN_INT64(evstore_stream_current_version(&st));

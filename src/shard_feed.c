@@ -304,31 +304,6 @@ evstore_shard_position_floor(Relation shard)
 }
 
 /*
- * Is relid a Citus table (distributed, reference or Citus-managed local)?
- * Its rows are not in the relation itself but in shards that Citus routes
- * SQL to.  False without Citus.
- */
-bool
-evstore_is_citus_table(Oid relid)
-{
-	Oid			argtypes[1] = {OIDOID};
-	Datum		args[1];
-	bool		result;
-
-	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
-		return false;
-	args[0] = ObjectIdGetDatum(relid);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "evstore: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "evstore: pg_dist_partition query failed");
-	result = SPI_processed > 0;
-	SPI_finish();
-	return result;
-}
-
-/*
  * Are we the coordinator of a Citus cluster whose evstore is distributed?
  * Then changes to the projection catalog go to every worker too.
  */

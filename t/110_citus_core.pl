@@ -1,0 +1,235 @@
+# Distributed mode on Citus (docs/distributed.md), on 1 coordinator + 2
+# workers: evstore.distribute() with events already stored and run twice,
+# appends delegated to the worker that owns the stream, shells empty on
+# every node, ES020 for calls that reach a node without the stream's shard,
+# a cross-node transaction failing cleanly, idempotent retries per stream,
+# and a shard move followed by appends that continue versions and keep
+# positions increasing in the stream.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use CitusCluster;
+
+citus_skip_unless_available();
+
+my ($coord, @workers) = citus_cluster('core');
+my ($w1, $w2) = @workers;
+
+# every node runs the same evstore
+for my $n ($coord, @workers)
+{
+	is($n->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'evstore'"),
+		'0.3.0', 'evstore is installed on ' . $n->name);
+}
+
+# a store that already holds events before it is distributed
+$coord->safe_psql('postgres', q{
+SELECT evstore.append_event('acct-' || i, 'Opened', jsonb_build_object('i', i))
+  FROM generate_series(1, 20) i;
+SELECT evstore.append_event('acct-1', 'Deposited', '{"n": 1}');
+SELECT evstore.save_snapshot('acct-1', 1, '{"balance": 1}');
+});
+
+my ($rc, $out, $err) = $coord->psql('postgres',
+	"SELECT evstore.distribute(shard_count => 8)", on_error_die => 0);
+is($rc, 0, 'evstore.distribute() succeeds on a store with events') or diag $err;
+like($out, qr/8 shards of evstore\.events on 2 workers, 21 events moved/, 'it says what it did');
+
+($rc, $out, $err) = $coord->psql('postgres', "SELECT evstore.distribute(shard_count => 8)");
+is($rc, 0, 'evstore.distribute() a second time succeeds (idempotent)') or diag $err;
+like($out, qr/0 events moved/, 'and moves nothing the second time');
+
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(DISTINCT table_name, ',' ORDER BY table_name) || ' ' || count(*)
+  FROM evstore.shards}), 'events,snapshots,streams 24', 'evstore.shards lists the colocated shards');
+
+# the events moved: counted through Citus (routed to the shards)
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM evstore.events'), '21',
+	'the existing events are in the shards');
+is($coord->safe_psql('postgres', "SELECT evstore.stream_version('acct-1')"), '1',
+	'stream_version of an existing stream, delegated');
+
+# appends through the coordinator, delegated
+for my $i (1 .. 30)
+{
+	my $s = 'acct-' . ($i % 10 + 1);
+	$coord->safe_psql('postgres', "SELECT evstore.append_event('$s', 'Deposited', '{\"n\": $i}')");
+}
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM evstore.events'), '51',
+	'30 delegated appends are in the shards');
+is($coord->safe_psql('postgres', "SELECT version FROM evstore.streams WHERE stream_id = 'acct-1'"),
+	'4', 'the streams row of acct-1 has version 4');
+
+# shells: nothing was ever written into them on any node
+for my $n ($coord, @workers)
+{
+	is(citus_shell_rows($n), '0', 'every shell is empty on ' . $n->name);
+}
+
+# shard row counts (on the workers) add up to what was appended
+my $total = 0;
+for my $w (@workers)
+{
+	my $c = $w->safe_psql('postgres', q{
+SET citus.show_shards_for_app_name_prefixes = '*';
+SELECT coalesce(sum(n), 0) FROM (
+  SELECT (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM evstore.%I', c.relname), false, true, '')))[1]::text::bigint AS n
+    FROM pg_class c WHERE c.relnamespace = 'evstore'::regnamespace AND c.relkind = 'r'
+     AND c.relname ~ '^events_[0-9]+$') s});
+	$total += $c;
+}
+is($total, 51, 'the workers\' events shards hold the 51 events');
+
+# the stream's owner and the other worker
+my $owner = citus_node_of_stream($coord, 'acct-1', @workers);
+my $other = $owner == $w1 ? $w2 : $w1;
+
+# directly on the owning worker: works, also inside a transaction block
+is($owner->safe_psql('postgres', q{
+BEGIN;
+SELECT stream_version FROM evstore.append_event('acct-1', 'Deposited', '{"direct": true}');
+COMMIT;}), '5', 'an append on the owning worker, in a transaction block');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.read_stream('acct-1')"), '6',
+	'read_stream in a FROM clause with a constant argument on the coordinator is delegated');
+is($owner->safe_psql('postgres', "SELECT count(*) FROM evstore.read_stream('acct-1')"), '6',
+	'read_stream in a FROM clause on the owning worker');
+
+# non-delegated calls fail with ES020 and write nothing
+for my $case (
+	[ $coord, "BEGIN; SELECT evstore.append_event('acct-1', 'X', '{}'); COMMIT;", 'append in a transaction block on the coordinator' ],
+	[ $coord, "BEGIN; SELECT * FROM evstore.read_stream('acct-1'); COMMIT;", 'read_stream in a transaction block on the coordinator' ],
+	# (not tested: a distributed function called with a FROM clause of its
+	# own, e.g. FROM (VALUES ...) v(s), crashes the backend in Citus 13.2.2's
+	# delegation deparser, for any STABLE STRICT SQL function too)
+	[ $other, "BEGIN; SELECT evstore.append_event('acct-1', 'X', '{}'); COMMIT;", 'append in a transaction block on the other worker' ],
+	[ $other, "BEGIN; SELECT evstore.delete_stream('acct-1'); COMMIT;", 'delete_stream in a transaction block on the other worker' ])
+{
+	my ($node, $sql, $what) = @{$case};
+	my ($r, $o, $e) = $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
+	like($e, qr/ES020: stream "acct-1" is not stored on this node/, "ES020: $what");
+	like($e, qr/HINT:  Call the function on its own/, "the error says how to call it ($what)") if $what =~ /coordinator/;
+}
+is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE stream_id = 'acct-1'"),
+	'6', 'the refused calls wrote nothing');
+for my $n ($coord, @workers)
+{
+	is(citus_shell_rows($n), '0', 'the shells are still empty on ' . $n->name);
+}
+
+# a transaction appending to streams on two nodes fails cleanly
+my $s2 = 'acct-1';
+for my $i (2 .. 40)
+{
+	my $n = citus_node_of_stream($coord, "acct-$i", @workers);
+	if ($n != $owner) { $s2 = "acct-$i"; last; }
+}
+isnt($s2, 'acct-1', "$s2 lives on the other worker");
+my ($r2, $o2, $e2) = $owner->psql('postgres', qq{\\set VERBOSITY verbose
+BEGIN;
+SELECT evstore.append_event('acct-1', 'Moved', '{}');
+SELECT evstore.append_event('$s2', 'Moved', '{}');
+COMMIT;});
+like($e2, qr/ES020: stream "$s2" is not stored on this node/,
+	'a transaction appending on two nodes fails with ES020');
+is($owner->safe_psql('postgres', "SELECT count(*) FROM evstore.read_stream('acct-1') WHERE event_type = 'Moved'"),
+	'0', 'and its first append rolled back');
+for my $n ($coord, @workers)
+{
+	is($n->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'), '0',
+		'nothing is left prepared on ' . $n->name);
+}
+
+# the shells refuse rows: INSERT, COPY
+($rc, $out, $err) = $coord->psql('postgres', q{COPY evstore.events FROM PROGRAM 'true'});
+like($err, qr/COPY into evstore\.events is not allowed in distributed mode/, 'COPY into the shell is refused');
+for my $n ($coord, $owner)
+{
+	for my $sql (
+		q{INSERT INTO evstore.events SELECT 999999, 'acct-1', 99, gen_random_uuid(), 'X', '{}', NULL, now(), 'acct', 0},
+		q{INSERT INTO evstore.events VALUES (999999, 'acct-1', 99, gen_random_uuid(), 'X', '{}', NULL, now(), 'acct', 0)},
+		q{INSERT INTO evstore.streams VALUES ('acct-1', 'acct', 99, 0, now(), now(), NULL, false)})
+	{
+		($rc, $out, $err) = $n->psql('postgres', $sql);
+		like($err, qr/INSERT on evstore\.(events|streams) is not allowed/,
+			'a direct INSERT through Citus is refused on ' . $n->name . ': ' . substr($sql, 0, 40));
+	}
+}
+my $shard_name = $owner->safe_psql('postgres', q{
+SELECT shard_name FROM evstore.shards WHERE table_name = 'events' AND hashtext('acct-1') BETWEEN hash_min AND hash_max});
+($rc, $out, $err) = $owner->psql('postgres',
+	"INSERT INTO evstore.$shard_name VALUES (999999, 'acct-1', 99, gen_random_uuid(), 'X', '{}', NULL, now(), 'acct', 0)");
+like($err, qr/INSERT on evstore\.events_\d+ is not allowed/, 'a direct INSERT into a shard is refused');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE stream_id = 'acct-1'"),
+	'6', 'the refused INSERTs wrote nothing');
+
+# idempotency by event id, per stream
+my $id = '01890000-0000-7000-8000-000000000001';
+my $first = $coord->safe_psql('postgres',
+	"SELECT stream_version || ',' || global_position FROM evstore.append_event('acct-2', 'Paid', '{}', NULL, NULL, '$id')");
+my $again = $coord->safe_psql('postgres',
+	"SELECT stream_version || ',' || global_position FROM evstore.append_event('acct-2', 'Paid', '{}', NULL, NULL, '$id')");
+is($again, $first, 'an idempotent retry returns the original result');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE event_id = '$id'"), '1',
+	'the retry wrote nothing');
+my $v2 = $coord->safe_psql('postgres', "SELECT evstore.stream_version('acct-3')");
+my $elsewhere = $coord->safe_psql('postgres',
+	"SELECT stream_version FROM evstore.append_event('acct-3', 'Paid', '{}', NULL, NULL, '$id')");
+is($elsewhere, $v2 + 1, 'the same id in another stream is a new event (ids are unique per stream)');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE event_id = '$id'"), '2',
+	'the id is stored once per stream');
+
+# positions: unique across the cluster, increasing in each stream
+is($coord->safe_psql('postgres', q{
+SELECT count(*) FROM (SELECT global_position FROM evstore.events GROUP BY 1 HAVING count(*) > 1) d}),
+	'0', 'positions are unique across the cluster');
+is($coord->safe_psql('postgres', q{
+SELECT count(*) FROM (SELECT stream_id, global_position,
+                             lag(global_position) OVER (PARTITION BY stream_id ORDER BY stream_version) AS prev
+                        FROM evstore.events) e WHERE prev >= global_position}),
+	'0', 'positions increase with the version in every stream');
+
+# a shard move, then appends continue the stream
+my $shard = $coord->safe_psql('postgres', q{
+SELECT shardid FROM evstore.shards WHERE table_name = 'events' AND hashtext('acct-1') BETWEEN hash_min AND hash_max});
+my ($from, $to) = ($owner->port, $other->port);
+# push the target's sequence behind the source's: the moved stream's last
+# position is then above every position the target would hand out
+$owner->safe_psql('postgres', q{
+SELECT evstore.append_event('acct-1', 'Bulk', '{}') FROM generate_series(1, 1) });
+$owner->safe_psql('postgres', "SELECT evstore.append_events('acct-1', (SELECT jsonb_agg(jsonb_build_object('type', 'Bulk', 'data', '{}'::jsonb)) FROM generate_series(1, 50)))");
+my $before = $coord->safe_psql('postgres', q{
+SELECT stream_version || ',' || global_position FROM evstore.events WHERE stream_id = 'acct-1' ORDER BY stream_version DESC LIMIT 1});
+($rc, $out, $err) = $coord->psql('postgres', qq{
+SELECT citus_move_shard_placement($shard, '127.0.0.1', $from, '127.0.0.1', $to, shard_transfer_mode => 'block_writes')});
+is($rc, 0, 'citus_move_shard_placement of the stream\'s shard') or diag $err;
+$coord->safe_psql('postgres', 'CALL citus_cleanup_orphaned_resources()');
+is(citus_node_of_stream($coord, 'acct-1', @workers)->port, $to, 'the stream now lives on the other worker');
+my ($bv, $bp) = split /,/, $before;
+my $after = $coord->safe_psql('postgres',
+	"SELECT stream_version || ',' || global_position FROM evstore.append_event('acct-1', 'AfterMove', '{}')");
+my ($av, $ap) = split /,/, $after;
+is($av, $bv + 1, 'the append after the move continues the version');
+cmp_ok($ap, '>', $bp, 'and its position is above the stream\'s last one');
+my $after2 = $coord->safe_psql('postgres',
+	"SELECT stream_version || ',' || global_position FROM evstore.append_event('acct-1', 'AfterMove', '{}')");
+my ($av2, $ap2) = split /,/, $after2;
+ok($av2 == $av + 1 && $ap2 > $ap, 'and the next one too');
+is($coord->safe_psql('postgres', q{
+SELECT count(*) FROM (SELECT global_position FROM evstore.events GROUP BY 1 HAVING count(*) > 1) d}),
+	'0', 'positions are still unique across the cluster');
+($rc, $out, $err) = $owner->psql('postgres', "\\set VERBOSITY verbose\nBEGIN; SELECT evstore.append_event('acct-1', 'X', '{}'); COMMIT;");
+like($err, qr/ES020/, 'the old owner now refuses the stream (ES020)');
+for my $n ($coord, @workers)
+{
+	is(citus_shell_rows($n), '0', 'the shells are empty after the move on ' . $n->name);
+}
+
+# snapshots are distributed too
+is($coord->safe_psql('postgres', "SELECT stream_version FROM evstore.load_snapshot('acct-1')"), '1',
+	'a snapshot saved before distribute() is loaded from its shard');
+
+done_testing();
