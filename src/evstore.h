@@ -197,6 +197,7 @@ extern void evstore_fence_publish(void);
 extern int64 evstore_fence_next_position(void);
 extern int64 evstore_fence_next_position_after(int64 floor);
 extern int64 evstore_fence_horizon(void);
+extern int64 evstore_highest_position(Relation heap, Oid position_idx);
 extern void evstore_fence_refuse_on_standby(const char *funcname);
 extern int64 evstore_sequence_last_value(Oid seqoid);
 

@@ -446,14 +446,14 @@ evstore_sequence_last_value(Oid seqoid)
 }
 
 /*
- * The highest global_position in evstore.events that is committed or still
- * in flight (rolled-back rows do not count): one backward descent of the
- * primary key, 0 when the store is empty.
+ * The highest global_position in heap (evstore.events or one of its
+ * shards) that is committed or still in flight (rolled-back rows do not
+ * count): one backward descent of position_idx, an index leading with
+ * global_position; 0 when there is none.
  */
-static int64
-highest_stored_position(const EvstoreCatalog *cat)
+int64
+evstore_highest_position(Relation heap, Oid position_idx)
 {
-	Relation	heap;
 	Relation	index;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
@@ -461,8 +461,7 @@ highest_stored_position(const EvstoreCatalog *cat)
 	int64		result = 0;
 
 	InitDirtySnapshot(dirty);
-	heap = table_open(cat->events_rel, AccessShareLock);
-	index = index_open(cat->events_pkey, AccessShareLock);
+	index = index_open(position_idx, AccessShareLock);
 	slot = table_slot_create(heap, NULL);
 	scan = evstore_index_beginscan(heap, index, &dirty, 0, 0);
 	index_rescan(scan, NULL, 0, NULL, 0);
@@ -475,6 +474,16 @@ highest_stored_position(const EvstoreCatalog *cat)
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
+	return result;
+}
+
+/* The highest global_position stored in evstore.events (see above). */
+static int64
+highest_stored_position(const EvstoreCatalog *cat)
+{
+	Relation	heap = table_open(cat->events_rel, AccessShareLock);
+	int64		result = evstore_highest_position(heap, cat->events_pkey);
+
 	table_close(heap, AccessShareLock);
 	return result;
 }

@@ -24,11 +24,9 @@
 #include "evstore.h"
 #include "compat.h"
 
-#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
-#include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
@@ -40,7 +38,6 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 /* Is this node's placement of shard shardid of evstore.events the live one? */
@@ -268,25 +265,8 @@ evstore_shard_position_floor(Relation shard)
 				 errmsg("shard %s of evstore.events lacks an index on global_position",
 						RelationGetRelationName(shard))));
 
-	/* the highest committed position: one descent of the index, backwards */
-	{
-		Relation	index = index_open(position_idx, AccessShareLock);
-		Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
-		TupleTableSlot *slot = table_slot_create(shard, NULL);
-		IndexScanDesc scan = evstore_index_beginscan(shard, index, snapshot, 0, 0);
-
-		index_rescan(scan, NULL, 0, NULL, 0);
-		if (index_getnext_slot(scan, BackwardScanDirection, slot))
-		{
-			bool		isnull;
-
-			result = DatumGetInt64(slot_getattr(slot, Anum_events_global_position, &isnull));
-		}
-		index_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-		UnregisterSnapshot(snapshot);
-		index_close(index, AccessShareLock);
-	}
+	/* committed or in flight: a row still being copied counts too */
+	result = evstore_highest_position(shard, position_idx);
 
 	/*
 	 * Once this node's sequence is past the shard's content, it stays past
