@@ -29,7 +29,11 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'subscription_ack_shards: % %', SQLSTATE, SQLERRM;
 END $$;
+-- per-shard checkpoints go with their subscription
+INSERT INTO evstore.subscription_shard_checkpoints VALUES ('dist', 0, 102008, 5, now());
+SELECT count(*) FROM evstore.subscription_shard_checkpoints;
 SELECT evstore.drop_subscription('dist');
+SELECT count(*) FROM evstore.subscription_shard_checkpoints;
 
 -- bad arguments are refused before Citus is looked for
 SELECT * FROM evstore.read_all_shard(NULL);

@@ -1071,13 +1071,29 @@ CREATE TABLE evstore.subscription_shard_checkpoints (
     acked_position bigint      NOT NULL,
     updated_at     timestamptz NOT NULL,
     CONSTRAINT subscription_shard_checkpoints_pkey PRIMARY KEY (subscription, member, shard_id),
-    CONSTRAINT subscription_shard_checkpoints_member_fkey FOREIGN KEY (subscription, member)
-        REFERENCES evstore.subscription_checkpoints (subscription, member) ON DELETE CASCADE,
     CONSTRAINT subscription_shard_checkpoints_position_check CHECK (acked_position >= 0)
 );
 COMMENT ON TABLE evstore.subscription_shard_checkpoints IS
     'Durable subscriptions on a distributed store: the acknowledged position of each member per shard of evstore.events';
 SELECT pg_catalog.pg_extension_config_dump('evstore.subscription_shard_checkpoints', '');
+
+-- A dropped subscription (member) takes its per-shard checkpoints along (a
+-- trigger, not a foreign key: a foreign key's system triggers carry OIDs in
+-- their names, which an upgraded and a fresh install would not share).
+-- evstore._subscription_shard_cleanup() -> trigger
+CREATE FUNCTION evstore._subscription_shard_cleanup() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    DELETE FROM evstore.subscription_shard_checkpoints k
+     WHERE k.subscription = OLD.subscription AND k.member = OLD.member;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER subscription_shard_cleanup
+    AFTER DELETE ON evstore.subscription_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION evstore._subscription_shard_cleanup();
 
 -- evstore.subscription_vector(name text, member integer) -> jsonb
 CREATE FUNCTION evstore.subscription_vector(name text, member integer DEFAULT 0)
@@ -1216,5 +1232,6 @@ REVOKE ALL ON FUNCTION
     evstore.checkpoint_advance(jsonb, bigint, bigint),
     evstore.subscription_vector(text, integer),
     evstore.subscription_fetch_shards(text, integer, integer, text),
-    evstore.subscription_ack_shards(text, integer, jsonb, text)
+    evstore.subscription_ack_shards(text, integer, jsonb, text),
+    evstore._subscription_shard_cleanup()
 FROM PUBLIC;
