@@ -34,7 +34,20 @@ SELECT evstore.append_event('acct-1', 'Deposited', '{"n": 1}');
 SELECT evstore.save_snapshot('acct-1', 1, '{"balance": 1}');
 });
 
-my ($rc, $out, $err) = $coord->psql('postgres',
+# refused: on a worker; while a node runs another evstore version
+my ($rc, $out, $err) = $w1->psql('postgres', "\\set VERBOSITY verbose\nSELECT evstore.distribute()");
+like($err, qr/55000: evstore\.distribute\(\) runs on the coordinator/, 'evstore.distribute() on a worker is refused');
+$w2->safe_psql('postgres', q{SET allow_system_table_mods = on;
+UPDATE pg_extension SET extversion = '0.2.0' WHERE extname = 'evstore'});
+($rc, $out, $err) = $coord->psql('postgres', "\\set VERBOSITY verbose\nSELECT evstore.distribute(shard_count => 8)");
+like($err, qr/55000: every node must run evstore 0\.3\.0/, 'a node with another evstore version is refused');
+like($err, qr/127\.0\.0\.1:${\ $w2->port} has 0\.2\.0/, 'the error names the node and its version');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'evstore.%'"),
+	'0', 'and nothing was distributed');
+$w2->safe_psql('postgres', q{SET allow_system_table_mods = on;
+UPDATE pg_extension SET extversion = '0.3.0' WHERE extname = 'evstore'});
+
+($rc, $out, $err) = $coord->psql('postgres',
 	"SELECT evstore.distribute(shard_count => 8)", on_error_die => 0);
 is($rc, 0, 'evstore.distribute() succeeds on a store with events') or diag $err;
 like($out, qr/8 shards of evstore\.events on 2 workers, 21 events moved/, 'it says what it did');
@@ -143,6 +156,14 @@ for my $n ($coord, @workers)
 		'nothing is left prepared on ' . $n->name);
 }
 
+# append_multi over streams of two nodes: ES020, nothing written
+($r2, $o2, $e2) = $owner->psql('postgres', qq{\\set VERBOSITY verbose
+SELECT * FROM evstore.append_multi('[{"stream_id": "acct-1", "events": [{"type": "Multi", "data": {}}]},
+                                    {"stream_id": "$s2", "events": [{"type": "Multi", "data": {}}]}]')});
+like($e2, qr/ES020: stream "$s2" is not stored on this node/, 'append_multi over two nodes fails with ES020');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE event_type = 'Multi'"),
+	'0', 'and writes nothing on either node');
+
 # the shells refuse rows: INSERT, COPY
 ($rc, $out, $err) = $coord->psql('postgres', q{COPY evstore.events FROM PROGRAM 'true'});
 like($err, qr/COPY into evstore\.events is not allowed in distributed mode/, 'COPY into the shell is refused');
@@ -228,7 +249,21 @@ for my $n ($coord, @workers)
 	is(citus_shell_rows($n), '0', 'the shells are empty after the move on ' . $n->name);
 }
 
+# delete and tombstone, delegated through the coordinator
+is($coord->safe_psql('postgres', "SELECT stream_version FROM evstore.delete_stream('acct-4')"), '4',
+	'delete_stream through the coordinator');
+is($coord->safe_psql('postgres', "SELECT evstore.stream_version('acct-4')"), '-1',
+	'the deleted stream reads as empty');
+is($coord->safe_psql('postgres', "SELECT stream_version FROM evstore.tombstone_stream('acct-5')"), '4',
+	'tombstone_stream through the coordinator');
+($rc, $out, $err) = $coord->psql('postgres', "\\set VERBOSITY verbose\nSELECT evstore.append_event('acct-5', 'X', '{}')");
+like($err, qr/ES002/, 'an append to the tombstoned stream fails with ES002');
+
 # snapshots are distributed too
+is($coord->safe_psql('postgres', "SELECT evstore.save_snapshot('acct-2', 1, '{\"b\": 2}')"), 't',
+	'save_snapshot through the coordinator');
+is($coord->safe_psql('postgres', "SELECT state->>'b' FROM evstore.load_snapshot('acct-2')"), '2',
+	'load_snapshot reads it back');
 is($coord->safe_psql('postgres', "SELECT stream_version FROM evstore.load_snapshot('acct-1')"), '1',
 	'a snapshot saved before distribute() is loaded from its shard');
 
