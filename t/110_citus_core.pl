@@ -13,6 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use CitusCluster;
+use IPC::Run;
 
 citus_skip_unless_available();
 
@@ -266,5 +267,43 @@ is($coord->safe_psql('postgres', "SELECT state->>'b' FROM evstore.load_snapshot(
 	'load_snapshot reads it back');
 is($coord->safe_psql('postgres', "SELECT stream_version FROM evstore.load_snapshot('acct-1')"), '1',
 	'a snapshot saved before distribute() is loaded from its shard');
+
+# a shard move by logical replication (Citus's default) while appends run
+# through the coordinator: every append that succeeded is stored once, the
+# versions have no gap, positions keep increasing in the stream
+my $mover = citus_node_of_stream($coord, 'acct-7', @workers);
+my $target = $mover == $w1 ? $w2 : $w1;
+my $shard7 = $coord->safe_psql('postgres', q{
+SELECT shardid FROM evstore.shards WHERE table_name = 'events' AND hashtext('acct-7') BETWEEN hash_min AND hash_max});
+my $before7 = $coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE stream_id = 'acct-7'");
+my $script = $coord->basedir . '/appends7.sql';
+open my $fh, '>', $script or die $!;
+print $fh "SELECT evstore.append_event('acct-7', 'During', '{}');\n" for 1 .. 300;
+close $fh;
+my ($aout, $aerr) = ('', '');
+my $appender = IPC::Run::start(
+	[ 'psql', '-X', '-At', '-d', $coord->connstr('postgres'), '-f', $script ],
+	'>', \$aout, '2>', \$aerr);
+($rc, $out, $err) = $coord->psql('postgres', qq{
+SELECT citus_move_shard_placement($shard7, '127.0.0.1', ${\ $mover->port}, '127.0.0.1', ${\ $target->port})});
+is($rc, 0, 'a shard move by logical replication while appends run') or diag $err;
+$appender->finish;
+my $ok7 = () = $aout =~ /^\(\d+,\d+\)$/mg;
+my @errs = $aerr =~ /ERROR:  (.*)/g;
+my @unexpected = grep { !/stream "acct-7" is not stored on this node|placed on this node but its relations are missing/ } @errs;
+is_deeply(\@unexpected, [], 'appends during the move fail only with ES020 (to be retried)');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE stream_id = 'acct-7'"),
+	$before7 + $ok7, "every one of the $ok7 appends that succeeded is stored, once");
+is($coord->safe_psql('postgres', q{
+SELECT count(*) = max(stream_version) + 1 FROM evstore.events WHERE stream_id = 'acct-7'}), 't',
+	'the stream\'s versions have no gap');
+is($coord->safe_psql('postgres', q{
+SELECT count(*) FROM (SELECT global_position, lag(global_position) OVER (ORDER BY stream_version) AS prev
+                        FROM evstore.events WHERE stream_id = 'acct-7') e WHERE prev >= global_position}),
+	'0', 'and its positions increase');
+for my $n ($coord, @workers)
+{
+	is(citus_shell_rows($n), '0', 'the shells are empty after the logical move on ' . $n->name);
+}
 
 done_testing();
