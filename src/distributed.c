@@ -343,9 +343,9 @@ evstore_catalog_for_stream(const char *stream_id, int len)
 				(errcode(ERRCODE_EVSTORE_NOT_STREAM_NODE),
 				 errmsg("stream \"%s\" is not stored on this node", stream_id),
 				 errdetail("evstore is distributed with Citus: the stream is in shard " INT64_FORMAT
-						   " on %s. This call ran on a node that does not hold that shard, because Citus did not delegate it: calls inside a transaction block, in a FROM clause or nested in another expression, run where they are issued.",
+						   " on %s. This call ran on a node that does not hold that shard: Citus did not delegate it (calls inside a transaction block or with non-constant arguments run where they are issued), or the shard moved meanwhile.",
 						   e->events_shard, e->owner),
-				 errhint("Call the function on its own, outside a transaction block, with constant arguments (SELECT evstore.append_event('%s', ...);), or connect to the worker that holds the stream (see evstore.shards).",
+				 errhint("Call the function on its own, outside a transaction block, with constant arguments (SELECT evstore.append_event('%s', ...);), or connect to the worker that holds the stream (see evstore.shards); after a shard move, retry.",
 						 stream_id)));
 	if (!e->resolved)
 		resolve_shard(e, base);

@@ -13,6 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use CitusCluster;
+use IPC::Run;
 
 citus_skip_unless_available();
 
@@ -34,7 +35,20 @@ SELECT evstore.append_event('acct-1', 'Deposited', '{"n": 1}');
 SELECT evstore.save_snapshot('acct-1', 1, '{"balance": 1}');
 });
 
-my ($rc, $out, $err) = $coord->psql('postgres',
+# refused: on a worker; while a node runs another evstore version
+my ($rc, $out, $err) = $w1->psql('postgres', "\\set VERBOSITY verbose\nSELECT evstore.distribute()");
+like($err, qr/55000: evstore\.distribute\(\) runs on the coordinator/, 'evstore.distribute() on a worker is refused');
+$w2->safe_psql('postgres', q{SET allow_system_table_mods = on;
+UPDATE pg_extension SET extversion = '0.2.0' WHERE extname = 'evstore'});
+($rc, $out, $err) = $coord->psql('postgres', "\\set VERBOSITY verbose\nSELECT evstore.distribute(shard_count => 8)");
+like($err, qr/55000: every node must run evstore 0\.3\.0/, 'a node with another evstore version is refused');
+like($err, qr/127\.0\.0\.1:${\ $w2->port} has 0\.2\.0/, 'the error names the node and its version');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'evstore.%'"),
+	'0', 'and nothing was distributed');
+$w2->safe_psql('postgres', q{SET allow_system_table_mods = on;
+UPDATE pg_extension SET extversion = '0.3.0' WHERE extname = 'evstore'});
+
+($rc, $out, $err) = $coord->psql('postgres',
 	"SELECT evstore.distribute(shard_count => 8)", on_error_die => 0);
 is($rc, 0, 'evstore.distribute() succeeds on a store with events') or diag $err;
 like($out, qr/8 shards of evstore\.events on 2 workers, 21 events moved/, 'it says what it did');
@@ -74,13 +88,12 @@ for my $n ($coord, @workers)
 my $total = 0;
 for my $w (@workers)
 {
-	my $c = $w->safe_psql('postgres', q{
-SET citus.show_shards_for_app_name_prefixes = '*';
-SELECT coalesce(sum(n), 0) FROM (
-  SELECT (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM evstore.%I', c.relname), false, true, '')))[1]::text::bigint AS n
-    FROM pg_class c WHERE c.relnamespace = 'evstore'::regnamespace AND c.relkind = 'r'
-     AND c.relname ~ '^events_[0-9]+$') s});
-	$total += $c;
+	my @shards = split /\n/, $w->safe_psql('postgres', qq{
+SELECT shard_name FROM evstore.shards WHERE table_name = 'events' AND node_port = ${\ $w->port}});
+	for my $sh (@shards)
+	{
+		$total += $w->safe_psql('postgres', "SELECT count(*) FROM evstore.$sh");
+	}
 }
 is($total, 51, 'the workers\' events shards hold the 51 events');
 
@@ -142,6 +155,14 @@ for my $n ($coord, @workers)
 	is($n->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'), '0',
 		'nothing is left prepared on ' . $n->name);
 }
+
+# append_multi over streams of two nodes: ES020, nothing written
+($r2, $o2, $e2) = $owner->psql('postgres', qq{\\set VERBOSITY verbose
+SELECT * FROM evstore.append_multi('[{"stream_id": "acct-1", "events": [{"type": "Multi", "data": {}}]},
+                                    {"stream_id": "$s2", "events": [{"type": "Multi", "data": {}}]}]')});
+like($e2, qr/ES020: stream "$s2" is not stored on this node/, 'append_multi over two nodes fails with ES020');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE event_type = 'Multi'"),
+	'0', 'and writes nothing on either node');
 
 # the shells refuse rows: INSERT, COPY
 ($rc, $out, $err) = $coord->psql('postgres', q{COPY evstore.events FROM PROGRAM 'true'});
@@ -228,8 +249,60 @@ for my $n ($coord, @workers)
 	is(citus_shell_rows($n), '0', 'the shells are empty after the move on ' . $n->name);
 }
 
+# delete and tombstone, delegated through the coordinator
+is($coord->safe_psql('postgres', "SELECT stream_version FROM evstore.delete_stream('acct-4')"), '4',
+	'delete_stream through the coordinator');
+is($coord->safe_psql('postgres', "SELECT evstore.stream_version('acct-4')"), '-1',
+	'the deleted stream reads as empty');
+is($coord->safe_psql('postgres', "SELECT stream_version FROM evstore.tombstone_stream('acct-5')"), '4',
+	'tombstone_stream through the coordinator');
+($rc, $out, $err) = $coord->psql('postgres', "\\set VERBOSITY verbose\nSELECT evstore.append_event('acct-5', 'X', '{}')");
+like($err, qr/ES002/, 'an append to the tombstoned stream fails with ES002');
+
 # snapshots are distributed too
+is($coord->safe_psql('postgres', "SELECT evstore.save_snapshot('acct-2', 1, '{\"b\": 2}')"), 't',
+	'save_snapshot through the coordinator');
+is($coord->safe_psql('postgres', "SELECT state->>'b' FROM evstore.load_snapshot('acct-2')"), '2',
+	'load_snapshot reads it back');
 is($coord->safe_psql('postgres', "SELECT stream_version FROM evstore.load_snapshot('acct-1')"), '1',
 	'a snapshot saved before distribute() is loaded from its shard');
+
+# a shard move by logical replication (Citus's default) while appends run
+# through the coordinator: every append that succeeded is stored once, the
+# versions have no gap, positions keep increasing in the stream
+my $mover = citus_node_of_stream($coord, 'acct-7', @workers);
+my $target = $mover == $w1 ? $w2 : $w1;
+my $shard7 = $coord->safe_psql('postgres', q{
+SELECT shardid FROM evstore.shards WHERE table_name = 'events' AND hashtext('acct-7') BETWEEN hash_min AND hash_max});
+my $before7 = $coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE stream_id = 'acct-7'");
+my $script = $coord->basedir . '/appends7.sql';
+open my $fh, '>', $script or die $!;
+print $fh "SELECT evstore.append_event('acct-7', 'During', '{}');\n" for 1 .. 300;
+close $fh;
+my ($aout, $aerr) = ('', '');
+my $appender = IPC::Run::start(
+	[ 'psql', '-X', '-At', '-d', $coord->connstr('postgres'), '-f', $script ],
+	'>', \$aout, '2>', \$aerr);
+($rc, $out, $err) = $coord->psql('postgres', qq{
+SELECT citus_move_shard_placement($shard7, '127.0.0.1', ${\ $mover->port}, '127.0.0.1', ${\ $target->port})});
+is($rc, 0, 'a shard move by logical replication while appends run') or diag $err;
+$appender->finish;
+my $ok7 = () = $aout =~ /^\(\d+,\d+\)$/mg;
+my @errs = $aerr =~ /ERROR:  (.*)/g;
+my @unexpected = grep { !/stream "acct-7" is not stored on this node|placed on this node but its relations are missing/ } @errs;
+is_deeply(\@unexpected, [], 'appends during the move fail only with ES020 (to be retried)');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE stream_id = 'acct-7'"),
+	$before7 + $ok7, "every one of the $ok7 appends that succeeded is stored, once");
+is($coord->safe_psql('postgres', q{
+SELECT count(*) = max(stream_version) + 1 FROM evstore.events WHERE stream_id = 'acct-7'}), 't',
+	'the stream\'s versions have no gap');
+is($coord->safe_psql('postgres', q{
+SELECT count(*) FROM (SELECT global_position, lag(global_position) OVER (ORDER BY stream_version) AS prev
+                        FROM evstore.events WHERE stream_id = 'acct-7') e WHERE prev >= global_position}),
+	'0', 'and its positions increase');
+for my $n ($coord, @workers)
+{
+	is(citus_shell_rows($n), '0', 'the shells are empty after the logical move on ' . $n->name);
+}
 
 done_testing();
