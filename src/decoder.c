@@ -491,7 +491,8 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		decoder_resolve_columns(rel, desc);
 	if (unlikely(rel->max_attnum > desc->natts))
 		elog(ERROR, "evstore decoder: stale attribute numbers for evstore.events");
-	data->attnum = rel->attnum;
+	/* a copy: an invalidation while the change is written may drop rel */
+	memcpy(data->attnum, rel->attnum, sizeof(data->attnum));
 
 	if (unlikely(data->nalloc < desc->natts))
 	{
