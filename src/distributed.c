@@ -67,6 +67,9 @@ static struct
 	Oid			snapshots_rel;
 	int			nshards;
 	ShardEntry *shards;			/* sorted by minvalue, in TopMemoryContext */
+	/* the array before the last reload, still pointed to by callers */
+	int			nretired;
+	ShardEntry *retired;
 } dist;
 
 /* set by evstore._distribute_node() for the rest of its transaction */
@@ -147,8 +150,18 @@ load_shards(const EvstoreCatalog *base)
 	dist.streams_rel = base->streams_rel;
 	dist.snapshots_rel = get_relname_relid("snapshots", base->namespace_oid);
 	dist.distributed = false;
-	if (dist.shards)
-		pfree(dist.shards);
+
+	/*
+	 * An invalidation can arrive in the middle of an append (any lock taken
+	 * accepts invalidation messages): the entries its caller is using stay
+	 * allocated until the next reload.
+	 */
+	for (int i = 0; i < dist.nretired; i++)
+		pfree(dist.retired[i].owner);
+	if (dist.retired)
+		pfree(dist.retired);
+	dist.retired = dist.shards;
+	dist.nretired = dist.nshards;
 	dist.shards = NULL;
 	dist.nshards = 0;
 
@@ -352,26 +365,41 @@ evstore_catalog_for_stream(const char *stream_id, int len)
 	return &e->cat;
 }
 
+/* the resolved entry of entries[] whose events or streams relation is relid */
+static const EvstoreCatalog *
+entry_of_rel(ShardEntry *entries, int n, Oid relid)
+{
+	for (int i = 0; i < n; i++)
+	{
+		ShardEntry *e = &entries[i];
+
+		if (e->resolved && (e->cat.events_rel == relid || e->cat.streams_rel == relid))
+			return &e->cat;
+	}
+	return NULL;
+}
+
 /*
  * The catalog entry whose events or streams relation is relid: the base
  * catalog or a resolved local shard (streams.c and append.c look indexes up
- * for a relation they were given).
+ * for a relation they were given).  Found also when an invalidation came in
+ * since the caller resolved it, so a shard is never paired with another
+ * relation's indexes.
  */
 const EvstoreCatalog *
 evstore_catalog_for_rel(Oid relid)
 {
 	const EvstoreCatalog *base = evstore_catalog();
+	const EvstoreCatalog *c;
 
-	if (relid == base->events_rel || relid == base->streams_rel || !dist.valid)
+	if (relid == base->events_rel || relid == base->streams_rel)
 		return base;
-	for (int i = 0; i < dist.nshards; i++)
-	{
-		ShardEntry *e = &dist.shards[i];
-
-		if (e->resolved && (e->cat.events_rel == relid || e->cat.streams_rel == relid))
-			return &e->cat;
-	}
-	return base;
+	c = entry_of_rel(dist.shards, dist.nshards, relid);
+	if (c == NULL)
+		c = entry_of_rel(dist.retired, dist.nretired, relid);
+	if (c == NULL)
+		elog(ERROR, "evstore: relation %u is neither evstore's table nor a shard resolved for it", relid);
+	return c;
 }
 
 /*
