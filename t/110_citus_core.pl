@@ -184,8 +184,17 @@ SELECT shard_name FROM evstore.shards WHERE table_name = 'events' AND hashtext('
 ($rc, $out, $err) = $owner->psql('postgres',
 	"INSERT INTO evstore.$shard_name VALUES (999999, 'acct-1', 99, gen_random_uuid(), 'X', '{}', NULL, now(), 'acct', 0)");
 like($err, qr/INSERT on evstore\.events_\d+ is not allowed/, 'a direct INSERT into a shard is refused');
+for my $sql ("UPDATE evstore.$shard_name SET data = '{}'", "DELETE FROM evstore.$shard_name",
+	"UPDATE evstore.events SET data = '{}'", "DELETE FROM evstore.streams", 'TRUNCATE evstore.events')
+{
+	($rc, $out, $err) = $owner->psql('postgres', $sql);
+	like($err, qr/(UPDATE|DELETE|TRUNCATE) on evstore\.(events|streams)(_\d+)? is not allowed/,
+		"refused on the worker: $sql");
+}
+($rc, $out, $err) = $owner->psql('postgres', "TRUNCATE evstore.$shard_name");
+like($err, qr/ERROR/, 'TRUNCATE of a shard is refused');
 is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE stream_id = 'acct-1'"),
-	'6', 'the refused INSERTs wrote nothing');
+	'6', 'the refused INSERTs, UPDATEs, DELETEs and TRUNCATEs changed nothing');
 
 # idempotency by event id, per stream
 my $id = '01890000-0000-7000-8000-000000000001';
