@@ -40,10 +40,19 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/inval.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+
+/*
+ * Citus's advisory lock class for the metadata of colocated shards
+ * (ADV_LOCKTAG_CLASS_CITUS_COLOCATED_SHARDS_METADATA in Citus's
+ * resource_lock.h): field 1 the shard index, field 2 the colocation id.
+ */
+#define CITUS_COLOCATED_SHARDS_METADATA_CLASS	8
 
 /* One shard interval of evstore.events (and its colocated shards). */
 typedef struct ShardEntry
@@ -62,6 +71,7 @@ static struct
 {
 	bool		valid;
 	bool		distributed;
+	int32		colocationid;	/* of evstore.events in pg_dist_partition */
 	Oid			events_rel;
 	Oid			streams_rel;
 	Oid			snapshots_rel;
@@ -184,7 +194,8 @@ load_shards(const EvstoreCatalog *base)
 		"    WHERE t.logicalrelid = %u::pg_catalog.regclass AND t.shardminvalue = s.shardminvalue),"
 		"  (SELECT n.nodename || ':' || n.nodeport FROM pg_catalog.pg_dist_placement p"
 		"     JOIN pg_catalog.pg_dist_node n USING (groupid)"
-		"    WHERE p.shardid = s.shardid ORDER BY n.nodeid LIMIT 1)"
+		"    WHERE p.shardid = s.shardid ORDER BY n.nodeid LIMIT 1),"
+		"  (SELECT d.colocationid FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = s.logicalrelid)"
 		" FROM pg_catalog.pg_dist_shard s"
 		" WHERE s.logicalrelid = %u::pg_catalog.regclass"
 		"   AND EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d"
@@ -209,6 +220,7 @@ load_shards(const EvstoreCatalog *base)
 			shards[i].owner = MemoryContextStrdup(TopMemoryContext,
 												  owner ? owner : "(no placement)");
 		}
+		dist.colocationid = pg_strtoint32(spi_text(0, 7));
 	}
 	SPI_finish();
 
@@ -377,6 +389,35 @@ entry_of_rel(ShardEntry *entries, int n, Oid relid)
 			return &e->cat;
 	}
 	return NULL;
+}
+
+/*
+ * evstore_catalog_for_stream() for a caller that writes the stream: also
+ * takes Citus's shard metadata lock in ShareLock mode, as Citus's own
+ * writes to a shard do (the lock of a hash-distributed table's shard: its
+ * colocation group and shard index).  A shard move or split takes it in
+ * ExclusiveLock mode on every node before its final catch-up, so no append
+ * commits into the old placement after the move copied it; once the lock is
+ * granted the placement is looked up again, and a shard that moved away
+ * meanwhile raises ES020.
+ */
+const EvstoreCatalog *
+evstore_catalog_for_append(const char *stream_id, int len)
+{
+	const EvstoreCatalog *cat = evstore_catalog_for_stream(stream_id, len);
+	ShardEntry *e;
+	LOCKTAG		tag;
+
+	if (!cat->distributed)
+		return cat;
+	e = find_shard(stream_shard_hash(stream_id, len));
+	if (e == NULL)
+		elog(ERROR, "evstore: the shard of stream \"%s\" vanished", stream_id);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (e - dist.shards),
+						 (uint32) dist.colocationid, CITUS_COLOCATED_SHARDS_METADATA_CLASS);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	AcceptInvalidationMessages();
+	return evstore_catalog_for_stream(stream_id, len);
 }
 
 /*
