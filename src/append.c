@@ -424,7 +424,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	evstore_schema_prepare_batch(evs, n);	/* schema versions, validation */
 	check_batch_metadata(stream_id, evs, n);
 
-	cat = evstore_catalog_for_stream(stream_id, sidlen);	/* ES020 before any lock */
+	cat = evstore_catalog_for_append(stream_id, sidlen);	/* ES020 before any lock */
 	evstore_lock_stream(stream_id, sidlen);
 	streams_rel = table_open(cat->streams_rel, RowExclusiveLock);
 	events_rel = table_open(cat->events_rel, RowExclusiveLock);

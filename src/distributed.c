@@ -40,10 +40,19 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/inval.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+
+/*
+ * Citus's advisory lock class for the metadata of colocated shards
+ * (ADV_LOCKTAG_CLASS_CITUS_COLOCATED_SHARDS_METADATA in Citus's
+ * resource_lock.h): field 1 the shard index, field 2 the colocation id.
+ */
+#define CITUS_COLOCATED_SHARDS_METADATA_CLASS	8
 
 /* One shard interval of evstore.events (and its colocated shards). */
 typedef struct ShardEntry
@@ -62,11 +71,15 @@ static struct
 {
 	bool		valid;
 	bool		distributed;
+	int32		colocationid;	/* of evstore.events in pg_dist_partition */
 	Oid			events_rel;
 	Oid			streams_rel;
 	Oid			snapshots_rel;
 	int			nshards;
 	ShardEntry *shards;			/* sorted by minvalue, in TopMemoryContext */
+	/* the array before the last reload, still pointed to by callers */
+	int			nretired;
+	ShardEntry *retired;
 } dist;
 
 /* set by evstore._distribute_node() for the rest of its transaction */
@@ -147,8 +160,18 @@ load_shards(const EvstoreCatalog *base)
 	dist.streams_rel = base->streams_rel;
 	dist.snapshots_rel = get_relname_relid("snapshots", base->namespace_oid);
 	dist.distributed = false;
-	if (dist.shards)
-		pfree(dist.shards);
+
+	/*
+	 * An invalidation can arrive in the middle of an append (any lock taken
+	 * accepts invalidation messages): the entries its caller is using stay
+	 * allocated until the next reload.
+	 */
+	for (int i = 0; i < dist.nretired; i++)
+		pfree(dist.retired[i].owner);
+	if (dist.retired)
+		pfree(dist.retired);
+	dist.retired = dist.shards;
+	dist.nretired = dist.nshards;
 	dist.shards = NULL;
 	dist.nshards = 0;
 
@@ -171,7 +194,8 @@ load_shards(const EvstoreCatalog *base)
 		"    WHERE t.logicalrelid = %u::pg_catalog.regclass AND t.shardminvalue = s.shardminvalue),"
 		"  (SELECT n.nodename || ':' || n.nodeport FROM pg_catalog.pg_dist_placement p"
 		"     JOIN pg_catalog.pg_dist_node n USING (groupid)"
-		"    WHERE p.shardid = s.shardid ORDER BY n.nodeid LIMIT 1)"
+		"    WHERE p.shardid = s.shardid ORDER BY n.nodeid LIMIT 1),"
+		"  (SELECT d.colocationid FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = s.logicalrelid)"
 		" FROM pg_catalog.pg_dist_shard s"
 		" WHERE s.logicalrelid = %u::pg_catalog.regclass"
 		"   AND EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d"
@@ -196,6 +220,7 @@ load_shards(const EvstoreCatalog *base)
 			shards[i].owner = MemoryContextStrdup(TopMemoryContext,
 												  owner ? owner : "(no placement)");
 		}
+		dist.colocationid = pg_strtoint32(spi_text(0, 7));
 	}
 	SPI_finish();
 
@@ -352,26 +377,70 @@ evstore_catalog_for_stream(const char *stream_id, int len)
 	return &e->cat;
 }
 
+/* the resolved entry of entries[] whose events or streams relation is relid */
+static const EvstoreCatalog *
+entry_of_rel(ShardEntry *entries, int n, Oid relid)
+{
+	for (int i = 0; i < n; i++)
+	{
+		ShardEntry *e = &entries[i];
+
+		if (e->resolved && (e->cat.events_rel == relid || e->cat.streams_rel == relid))
+			return &e->cat;
+	}
+	return NULL;
+}
+
+/*
+ * evstore_catalog_for_stream() for a caller that writes the stream: also
+ * takes Citus's shard metadata lock in ShareLock mode, as Citus's own
+ * writes to a shard do (the lock of a hash-distributed table's shard: its
+ * colocation group and shard index).  A shard move or split takes it in
+ * ExclusiveLock mode on every node before its final catch-up, so no append
+ * commits into the old placement after the move copied it; once the lock is
+ * granted the placement is looked up again, and a shard that moved away
+ * meanwhile raises ES020.
+ */
+const EvstoreCatalog *
+evstore_catalog_for_append(const char *stream_id, int len)
+{
+	const EvstoreCatalog *cat = evstore_catalog_for_stream(stream_id, len);
+	ShardEntry *e;
+	LOCKTAG		tag;
+
+	if (!cat->distributed)
+		return cat;
+	e = find_shard(stream_shard_hash(stream_id, len));
+	if (e == NULL)
+		elog(ERROR, "evstore: the shard of stream \"%s\" vanished", stream_id);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (e - dist.shards),
+						 (uint32) dist.colocationid, CITUS_COLOCATED_SHARDS_METADATA_CLASS);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	AcceptInvalidationMessages();
+	return evstore_catalog_for_stream(stream_id, len);
+}
+
 /*
  * The catalog entry whose events or streams relation is relid: the base
  * catalog or a resolved local shard (streams.c and append.c look indexes up
- * for a relation they were given).
+ * for a relation they were given).  Found also when an invalidation came in
+ * since the caller resolved it, so a shard is never paired with another
+ * relation's indexes.
  */
 const EvstoreCatalog *
 evstore_catalog_for_rel(Oid relid)
 {
 	const EvstoreCatalog *base = evstore_catalog();
+	const EvstoreCatalog *c;
 
-	if (relid == base->events_rel || relid == base->streams_rel || !dist.valid)
+	if (relid == base->events_rel || relid == base->streams_rel)
 		return base;
-	for (int i = 0; i < dist.nshards; i++)
-	{
-		ShardEntry *e = &dist.shards[i];
-
-		if (e->resolved && (e->cat.events_rel == relid || e->cat.streams_rel == relid))
-			return &e->cat;
-	}
-	return base;
+	c = entry_of_rel(dist.shards, dist.nshards, relid);
+	if (c == NULL)
+		c = entry_of_rel(dist.retired, dist.nretired, relid);
+	if (c == NULL)
+		elog(ERROR, "evstore: relation %u is neither evstore's table nor a shard resolved for it", relid);
+	return c;
 }
 
 /*

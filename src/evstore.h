@@ -103,6 +103,7 @@ extern bool evstore_distributing(void);
 extern bool evstore_is_distributed(void);
 extern bool evstore_relation_is_distributed(Oid relid);
 extern const EvstoreCatalog *evstore_catalog_for_stream(const char *stream_id, int len);
+extern const EvstoreCatalog *evstore_catalog_for_append(const char *stream_id, int len);
 extern const EvstoreCatalog *evstore_catalog_for_rel(Oid relid);
 extern List *evstore_local_shards(void);
 

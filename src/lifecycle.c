@@ -107,7 +107,7 @@ delete_stream(FunctionCallInfo fcinfo, bool tombstone, EvstoreAppendResult *resu
 				 errmsg("cannot delete streams during recovery")));
 	PreventCommandIfReadOnly(tombstone ? "evstore.tombstone_stream()" : "evstore.delete_stream()");
 
-	cat = evstore_catalog_for_stream(stream_id, sidlen);	/* ES020 before any lock */
+	cat = evstore_catalog_for_append(stream_id, sidlen);	/* ES020 before any lock */
 	evstore_lock_stream(stream_id, sidlen);
 	streams_rel = table_open(cat->streams_rel, RowExclusiveLock);
 	evstore_stream_state(streams_rel, stream_id, &st);

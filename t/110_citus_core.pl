@@ -184,8 +184,17 @@ SELECT shard_name FROM evstore.shards WHERE table_name = 'events' AND hashtext('
 ($rc, $out, $err) = $owner->psql('postgres',
 	"INSERT INTO evstore.$shard_name VALUES (999999, 'acct-1', 99, gen_random_uuid(), 'X', '{}', NULL, now(), 'acct', 0)");
 like($err, qr/INSERT on evstore\.events_\d+ is not allowed/, 'a direct INSERT into a shard is refused');
+for my $sql ("UPDATE evstore.$shard_name SET data = '{}'", "DELETE FROM evstore.$shard_name",
+	"UPDATE evstore.events SET data = '{}'", "DELETE FROM evstore.streams", 'TRUNCATE evstore.events')
+{
+	($rc, $out, $err) = $owner->psql('postgres', $sql);
+	like($err, qr/(UPDATE|DELETE|TRUNCATE) on evstore\.(events|streams)(_\d+)? is not allowed/,
+		"refused on the worker: $sql");
+}
+($rc, $out, $err) = $owner->psql('postgres', "TRUNCATE evstore.$shard_name");
+like($err, qr/ERROR/, 'TRUNCATE of a shard is refused');
 is($coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE stream_id = 'acct-1'"),
-	'6', 'the refused INSERTs wrote nothing');
+	'6', 'the refused INSERTs, UPDATEs, DELETEs and TRUNCATEs changed nothing');
 
 # idempotency by event id, per stream
 my $id = '01890000-0000-7000-8000-000000000001';
@@ -266,6 +275,38 @@ is($coord->safe_psql('postgres', "SELECT state->>'b' FROM evstore.load_snapshot(
 	'load_snapshot reads it back');
 is($coord->safe_psql('postgres', "SELECT stream_version FROM evstore.load_snapshot('acct-1')"), '1',
 	'a snapshot saved before distribute() is loaded from its shard');
+
+# an append waits for Citus's shard metadata lock, as Citus's own writes
+# do: a shard move holds it (ExclusiveLock, on every node) before its final
+# catch-up, so no append can commit into the old placement after that
+{
+	my $holder = citus_node_of_stream($coord, 'acct-8', @workers);
+	my $sh8 = $coord->safe_psql('postgres', q{
+SELECT shardid FROM evstore.shards WHERE table_name = 'events' AND hashtext('acct-8') BETWEEN hash_min AND hash_max});
+	my $n8 = $coord->safe_psql('postgres', "SELECT count(*) FROM evstore.events WHERE stream_id = 'acct-8'");
+	my ($lo, $le, $ao, $ae) = ('', '', '', '');
+	my $locker = IPC::Run::start(
+		[ 'psql', '-X', '-At', '-d', $holder->connstr('postgres'), '-c',
+		  "BEGIN; SELECT lock_shard_metadata(7, ARRAY[$sh8]::bigint[]); SELECT pg_sleep(300); COMMIT;" ],
+		'>', \$lo, '2>', \$le);
+	$holder->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'BEGIN; SELECT lock_shard_metadata%' AND wait_event = 'PgSleep'")
+	  or die 'the locker did not start';
+	my $app = IPC::Run::start(
+		[ 'psql', '-X', '-At', '-d', $holder->connstr('postgres'), '-c',
+		  "SELECT evstore.append_event('acct-8', 'AfterLock', '{}')" ],
+		'>', \$ao, '2>', \$ae);
+	ok($holder->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'SELECT evstore.append_event(''acct-8''%' AND wait_event_type = 'Lock'"),
+		'an append waits while the shard\'s metadata lock is held exclusively');
+	is($holder->safe_psql('postgres', "SELECT count(*) FROM evstore.read_stream('acct-8')"), $n8,
+		'and has written nothing yet');
+	$holder->safe_psql('postgres',
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'BEGIN; SELECT lock_shard_metadata%'");
+	$locker->finish;
+	$app->finish;
+	like($ao, qr/^\(\d+,\d+\)$/m, 'once the lock is released the append goes through');
+}
 
 # a shard move by logical replication (Citus's default) while appends run
 # through the coordinator: every append that succeeded is stored once, the

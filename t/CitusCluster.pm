@@ -21,7 +21,7 @@ use Test::More;
 use Exporter 'import';
 
 our @EXPORT = qw(citus_available citus_skip_unless_available citus_cluster
-  citus_node_of_stream citus_shell_rows);
+  citus_node citus_node_of_stream citus_shell_rows);
 
 # pg_config of the server under test (scripts/test.sh exports PG_CONFIG)
 sub _pkglibdir
@@ -74,6 +74,13 @@ sub _node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION citus');
 	return $node;
+}
+
+# One more started node with citus created (not yet added to a cluster).
+sub citus_node
+{
+	my ($name, %opts) = @_;
+	return _node($name, %opts);
 }
 
 # Start a coordinator and $opts{workers} (2) workers; returns ($coord, @workers).
