@@ -170,6 +170,13 @@ for suite in $SUITES; do
         t=${t:-0}
         passed=$((passed + t - fsub)); failed=$((failed + fsub))
         if [ $rc -ne 0 ] && [ "$fsub" -eq 0 ]; then failed=$((failed + 1)); fi
+        # files that skipped everything (e.g. t/110_citus_*.pl without Citus)
+        # count neither way: say which, and why
+        nskip=$(grep -cE '^t/[^ ]+\.pl \.*[ ]*skipped: ' "$suite.log" || true)
+        if [ "$nskip" -gt 0 ]; then
+            echo "--- $nskip TAP file(s) skipped:"
+            grep -E '^t/[^ ]+\.pl \.*[ ]*skipped: ' "$suite.log" | sed 's/ \.* */ /'
+        fi
     else
         count_pg_regress "$suite.log"
         if [ $rc -ne 0 ]; then

@@ -258,18 +258,27 @@ check_batch_metadata(const char *stream_id, const EvstoreNewEvent *evs, int n)
 	error_context_stack = errcb.previous;
 }
 
-/* Where an event id is stored, seen through the given snapshot. */
+/*
+ * Where an event id is stored, seen through the given snapshot.  In
+ * distributed mode ids are unique per stream: *stream_id holds the stream
+ * to look in on entry.
+ */
 static bool
 find_event_by_id(Relation events, const pg_uuid_t *id, Snapshot snapshot,
 				 char **stream_id, int64 *version, int64 *position)
 {
-	ScanKeyData key;
+	const EvstoreCatalog *cat = evstore_catalog_for_rel(RelationGetRelid(events));
+	ScanKeyData keys[2];
 	TupleTableSlot *slot = table_slot_create(events, NULL);
 	bool		found;
 
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(id));
-	found = evstore_index_lookup(events, evstore_catalog()->events_id_idx, &key, 1,
-								 snapshot, slot);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(id));
+	/* distributed: ids are unique per stream, index (event_id, stream_id) */
+	if (cat->distributed)
+		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
+					CStringGetTextDatum(*stream_id));
+	found = evstore_index_lookup(events, cat->events_id_idx, keys,
+								 cat->distributed ? 2 : 1, snapshot, slot);
 	if (found)
 	{
 		bool		isnull;
@@ -306,7 +315,7 @@ check_retry(Relation events, const char *stream_id, const EvstoreNewEvent *evs, 
 
 	for (int i = 1; i < n; i++)
 	{
-		char	   *s;
+		char	   *s = (char *) stream_id;
 		int64		v,
 					p;
 
@@ -326,10 +335,30 @@ check_retry(Relation events, const char *stream_id, const EvstoreNewEvent *evs, 
 	result->global_position = last_position;
 }
 
-static void
-raise_id_conflict(Relation events, const pg_uuid_t *id)
+/* global_position of the stream's event at version (under the stream lock) */
+static int64
+last_position(Relation events, const EvstoreCatalog *cat, text *stream, int64 version)
 {
-	char	   *s;
+	ScanKeyData keys[2];
+	TupleTableSlot *slot = table_slot_create(events, NULL);
+	int64		result = 0;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(stream));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(version));
+	if (evstore_index_lookup(events, cat->events_stream_idx, keys, 2, SnapshotSelf, slot))
+	{
+		bool		isnull;
+
+		result = DatumGetInt64(slot_getattr(slot, Anum_events_global_position, &isnull));
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	return result;
+}
+
+static void
+raise_id_conflict(Relation events, const char *stream_id, const pg_uuid_t *id)
+{
+	char	   *s = (char *) stream_id;
 	int64		v,
 				p;
 	SnapshotData dirty;
@@ -342,6 +371,7 @@ raise_id_conflict(Relation events, const pg_uuid_t *id)
 				 errmsg("event id %s is being appended to stream \"%s\" by another transaction",
 						uuid_str(id), s),
 				 errdetail("Event ids are unique across the store.")));
+	s = (char *) stream_id;
 	if (find_event_by_id(events, id, SnapshotSelf, &s, &v, &p))
 		ereport(ERROR,
 				(errcode(ERRCODE_EVSTORE_DUPLICATE_EVENT_ID),
@@ -379,6 +409,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	char		buf[32];
 	MemoryContext event_cxt;
 	MemoryContext outer_cxt;
+	int64		stream_last_position = 0;
 
 	if (!has_expected)
 		expected = EVSTORE_EXPECT_ANY;
@@ -393,7 +424,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	evstore_schema_prepare_batch(evs, n);	/* schema versions, validation */
 	check_batch_metadata(stream_id, evs, n);
 
-	cat = evstore_catalog();
+	cat = evstore_catalog_for_append(stream_id, sidlen);	/* ES020 before any lock */
 	evstore_lock_stream(stream_id, sidlen);
 	streams_rel = table_open(cat->streams_rel, RowExclusiveLock);
 	events_rel = table_open(cat->events_rel, RowExclusiveLock);
@@ -403,7 +434,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 	/* a retry of an append that already happened? */
 	if (evs[0].has_id)
 	{
-		char	   *s;
+		char	   *s = (char *) stream_id;
 		int64		v,
 					p;
 
@@ -446,6 +477,13 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 											 evstore_category_len(stream_id, sidlen));
 	bucket = (int16) (evstore_stream_hash(stream_id, sidlen) % EVSTORE_BUCKETS);
 	version = st.exists ? st.version : -1;
+	/* distributed: positions must keep increasing in the stream (fence.c) */
+	if (cat->distributed && st.exists && st.version >= 0)
+		stream_last_position = last_position(events_rel, cat, stream_text, st.version);
+	/* ... and above what a shard moved or split here holds (shard_feed.c) */
+	if (cat->distributed)
+		stream_last_position = Max(stream_last_position,
+								   evstore_shard_position_floor(events_rel));
 
 	bc.stream_id = stream_id;
 	bc.index = -1;
@@ -490,7 +528,9 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 
 		memset(nulls, 0, sizeof(nulls));
 		values[Anum_events_global_position - 1] =
-			Int64GetDatum(evstore_fence_next_position());
+			Int64GetDatum(i == 0 && stream_last_position > 0 ?
+						  evstore_fence_next_position_after(stream_last_position) :
+						  evstore_fence_next_position());
 		values[Anum_events_stream_id - 1] = PointerGetDatum(stream_text);
 		values[Anum_events_stream_version - 1] = Int64GetDatum(++version);
 		values[Anum_events_event_id - 1] = UUIDPGetDatum(id);
@@ -504,7 +544,7 @@ evstore_append_batch(const char *stream_id, int sidlen, EvstoreNewEvent *evs, in
 
 		conflicts = evstore_writer_insert(&w, values, nulls, cat->events_id_idx);
 		if (conflicts != NIL)
-			raise_id_conflict(events_rel, id);
+			raise_id_conflict(events_rel, stream_id, id);
 		if (evstore_event_hook)
 			evstore_event_hook(events_rel, w.slot);
 

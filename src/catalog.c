@@ -229,6 +229,8 @@ evstore_catalog(void)
 	cache.streams_pkey = lookup_rel("streams_pkey", nsp);
 	cache.position_seq = lookup_rel("global_position_seq", nsp);
 	cache.events_type = get_rel_type_id(cache.events_rel);
+	cache.distributed = false;
+	cache.shardid = 0;
 
 	verify_relation(cache.events_rel, "events", RELKIND_RELATION, Natts_events);
 	verify_columns(cache.events_rel, "events", events_shape, Natts_events);

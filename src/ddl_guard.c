@@ -69,7 +69,7 @@ evstore_own_script_running(void)
 {
 	Oid			ext;
 
-	if (IsBinaryUpgrade)
+	if (IsBinaryUpgrade || evstore_distributing())
 		return true;
 	if (!creating_extension)
 		return false;

@@ -14,10 +14,15 @@
  * deletes are skipped, and so are transactions that wrote no event (they
  * only report progress, so an idle slot does not hold back WAL).
  *
- * evstore.events is recognised by its OID, cached per process and dropped
- * by a relcache invalidation.  The attribute numbers of the columns we print
+ * evstore.events is recognised by its name, and so are its Citus shards
+ * (evstore.events_<shard id> on the workers of a distributed store, SPEC
+ * section 9); what each relation is, is cached per process and dropped by a
+ * relcache invalidation.  The attribute numbers of the columns we print
  * are resolved by name (and checked by type OID) once per invalidation, so
  * a renamed, dropped or retyped column is a clean ERROR, never a bad read.
+ * Rows that Citus copies into a shard when it moves or splits one carry a
+ * replication origin and are skipped: each event is emitted once, by the
+ * slot of the node where it was appended.  See docs/distributed.md.
  *
  * Each event is written as soon as its change is replayed: the plugin keeps
  * no per-transaction buffer, so a transaction of any size costs constant
@@ -38,6 +43,7 @@
 #include "access/htup_details.h"
 #include "access/tupdesc.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
@@ -46,9 +52,11 @@
 #include "nodes/pg_list.h"
 #include "nodes/value.h"
 #include "replication/logical.h"
+#include "replication/origin.h"
 #include "replication/output_plugin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -64,18 +72,38 @@ extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
 
 /*
- * Per-process cache: the OID of evstore.events (InvalidOid when it does not
- * exist at the decoded point of history) and the attribute numbers of its
- * columns.  Dropped by decoder_relcache_callback.
+ * What a decoded relation is to us.  evstore.events itself, or one of its
+ * Citus shards: a plain table evstore.events_<shard id> on a worker (or on
+ * a coordinator that holds placements).  Citus creates shards with the
+ * distributed table's columns, so a shard is recognised by its name and its
+ * columns are then resolved (and checked) like those of evstore.events.
  */
-static struct
+typedef enum EventsRelKind
 {
-	bool		valid;			/* relid is current */
-	Oid			relid;
-	bool		resolved;		/* attnums are current for relid */
+	EVENTS_REL_NONE,			/* any other relation: skipped */
+	EVENTS_REL_TABLE,			/* evstore.events */
+	EVENTS_REL_SHARD			/* evstore.events_<shard id> */
+} EventsRelKind;
+
+/*
+ * Per-process cache, one entry per relation seen in a change: its kind and,
+ * for events tables, the attribute numbers of the columns we print (a shard
+ * created after a column was dropped has other numbers than older ones).
+ * An entry is dropped by a relcache invalidation of its relation (so a
+ * renamed, moved or altered table is looked at again); an invalidation of
+ * all relations drops them all.
+ */
+typedef struct EventsRelEntry
+{
+	Oid			relid;			/* hash key */
+	EventsRelKind kind;
+	bool		resolved;		/* attnums are current */
 	AttrNumber	attnum[NUM_COLUMNS];
 	AttrNumber	max_attnum;
-}			events_cache;
+} EventsRelEntry;
+
+static HTAB *events_rels = NULL;
+static EventsRelEntry *last_rel = NULL; /* the entry of the previous change */
 
 static bool callback_registered = false;
 
@@ -108,41 +136,93 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 static void
 decoder_relcache_callback(Datum arg, Oid relid)
 {
-	if (!events_cache.valid)
+	HASH_SEQ_STATUS seq;
+	EventsRelEntry *e;
+
+	if (events_rels == NULL)
 		return;
-	/* while the table is unknown, any new relation may be it */
-	if (relid == InvalidOid || relid == events_cache.relid ||
-		!OidIsValid(events_cache.relid))
+	last_rel = NULL;
+	if (OidIsValid(relid))
 	{
-		events_cache.valid = false;
-		events_cache.resolved = false;
+		(void) hash_search(events_rels, &relid, HASH_REMOVE, NULL);
+		return;
 	}
+	/* removing the element just returned is allowed during a scan */
+	hash_seq_init(&seq, events_rels);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		(void) hash_search(events_rels, &e->relid, HASH_REMOVE, NULL);
 }
 
-/* OID of evstore.events as of the decoded point of history, or InvalidOid. */
-static inline Oid
-decoder_events_relid(void)
+/* Does name spell events_<digits>, the name of a Citus shard of events? */
+static bool
+is_shard_name(const char *name)
 {
-	if (likely(events_cache.valid))
-		return events_cache.relid;
-	else
-	{
-		Oid			nsp = get_namespace_oid("evstore", true);
+	const char *p;
 
-		events_cache.relid = OidIsValid(nsp) ?
-			get_relname_relid("events", nsp) : InvalidOid;
-		events_cache.resolved = false;
-		events_cache.valid = true;
-		return events_cache.relid;
+	if (strncmp(name, "events_", 7) != 0 || name[7] == '\0')
+		return false;
+	for (p = name + 7; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+/*
+ * The cache entry of a decoded relation, as of the decoded point of
+ * history.  A hash look-up per change (none for a run of changes to the
+ * same relation); the catalog is read only the first time a relation is
+ * seen after an invalidation.
+ */
+static EventsRelEntry *
+decoder_events_rel(Relation relation)
+{
+	Oid			relid = RelationGetRelid(relation);
+	EventsRelEntry *e;
+	bool		found;
+
+	if (likely(last_rel != NULL && last_rel->relid == relid))
+		return last_rel;
+	if (unlikely(events_rels == NULL))
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(EventsRelEntry);
+		ctl.hcxt = TopMemoryContext;
+		events_rels = hash_create("evstore decoder relations", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
+	e = hash_search(events_rels, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		const char *relname = RelationGetRelationName(relation);
+		char	   *nspname;
+
+		e->kind = EVENTS_REL_NONE;
+		e->resolved = false;
+		e->max_attnum = 0;
+		if (relation->rd_rel->relkind == RELKIND_RELATION &&
+			strncmp(relname, "events", 6) == 0 &&
+			(nspname = get_namespace_name(RelationGetNamespace(relation))) != NULL &&
+			strcmp(nspname, "evstore") == 0)
+		{
+			if (relname[6] == '\0')
+				e->kind = EVENTS_REL_TABLE;
+			else if (is_shard_name(relname))
+				e->kind = EVENTS_REL_SHARD;
+		}
+	}
+	last_rel = e;
+	return e;
 }
 
 /*
  * Find each printed column in the descriptor by name and check its type.
- * Done once per relcache invalidation of evstore.events.
+ * Done once per relcache invalidation of evstore.events (or of a shard).
  */
 static void
-decoder_resolve_columns(TupleDesc desc)
+decoder_resolve_columns(EventsRelEntry *rel, TupleDesc desc)
 {
 	AttrNumber	maxatt = 0;
 
@@ -178,11 +258,11 @@ decoder_resolve_columns(TupleDesc desc)
 							decoder_columns[c].name),
 					 errdetail("The evstore output plugin cannot decode events of an altered table."),
 					 errhint("Restore the column, or drop the slot and create a new one after the change.")));
-		events_cache.attnum[c] = found;
+		rel->attnum[c] = found;
 		maxatt = Max(maxatt, found);
 	}
-	events_cache.max_attnum = maxatt;
-	events_cache.resolved = true;
+	rel->max_attnum = maxatt;
+	rel->resolved = true;
 }
 
 /* ------------------------------------------------------------------------
@@ -208,7 +288,6 @@ decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 	data->include_transaction = false;
 	data->include_metadata = true;
 	data->upcast = true;
-	data->attnum = events_cache.attnum;
 	decoder_parse_options(data, ctx->output_plugin_options);
 	MemoryContextSwitchTo(old);
 
@@ -223,8 +302,7 @@ decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 	}
 	/* a new session may start at another point of history */
 	evstore_registry_reset_historic();
-	events_cache.valid = false;
-	events_cache.resolved = false;
+	decoder_relcache_callback((Datum) 0, InvalidOid);
 }
 
 static void
@@ -382,24 +460,39 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			   Relation relation, ReorderBufferChange *change)
 {
 	DecoderData *data = ctx->output_plugin_private;
+	EventsRelEntry *rel;
 	TupleDesc	desc;
 	HeapTuple	tuple;
 	MemoryContext old;
 
-	/* only inserts into evstore.events, recognised by OID */
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT ||
-		RelationGetRelid(relation) != decoder_events_relid() ||
 		change->data.tp.newtuple == NULL)
+	{
+		skip_change(ctx, data);
+		return;
+	}
+	/*
+	 * Only inserts into evstore.events or one of its shards.  A row of a
+	 * shard written under a replication origin was copied there by Citus (a
+	 * shard move or split: its initial copy and the catch-up through logical
+	 * replication), not appended: the node it came from emitted it when it
+	 * was appended.
+	 */
+	rel = decoder_events_rel(relation);
+	if (rel->kind == EVENTS_REL_NONE ||
+		(rel->kind == EVENTS_REL_SHARD && change->origin_id != InvalidRepOriginId))
 	{
 		skip_change(ctx, data);
 		return;
 	}
 
 	desc = RelationGetDescr(relation);
-	if (unlikely(!events_cache.resolved))
-		decoder_resolve_columns(desc);
-	if (unlikely(events_cache.max_attnum > desc->natts))
+	if (unlikely(!rel->resolved))
+		decoder_resolve_columns(rel, desc);
+	if (unlikely(rel->max_attnum > desc->natts))
 		elog(ERROR, "evstore decoder: stale attribute numbers for evstore.events");
+	/* a copy: an invalidation while the change is written may drop rel */
+	memcpy(data->attnum, rel->attnum, sizeof(data->attnum));
 
 	if (unlikely(data->nalloc < desc->natts))
 	{

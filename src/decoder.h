@@ -82,7 +82,7 @@ typedef struct DecoderData
 	char	   *source_json;
 
 	/* deformed tuple; attnum[c] is column c's attribute number */
-	const AttrNumber *attnum;
+	AttrNumber	attnum[NUM_COLUMNS];
 	Datum	   *values;
 	bool	   *nulls;
 	int			nalloc;

@@ -71,6 +71,7 @@ void
 _PG_init(void)
 {
 	evstore_catalog_init();
+	evstore_distributed_init();
 	evstore_guard_init();
 	evstore_ddl_guard_init();
 	evstore_sandbox_init();

@@ -29,6 +29,8 @@
 #define ERRCODE_EVSTORE_DUPLICATE_EVENT_ID		MAKE_SQLSTATE('E','S','0','0','3')
 /* the position sequence moved backwards or was altered: append refused */
 #define ERRCODE_EVSTORE_POSITION_SEQUENCE		MAKE_SQLSTATE('E','S','0','1','0')
+/* distributed mode: the stream's shard is not on this node (not delegated) */
+#define ERRCODE_EVSTORE_NOT_STREAM_NODE			MAKE_SQLSTATE('E','S','0','2','0')
 
 /* expected_version special values (EventStoreDB numbering) */
 #define EVSTORE_EXPECT_ANY			(-2)
@@ -86,6 +88,8 @@ typedef struct EvstoreCatalog
 	Oid			streams_pkey;		/* (stream_id) */
 	Oid			position_seq;
 	Oid			events_type;		/* composite type of evstore.events */
+	bool		distributed;	/* the relations are Citus shards (distributed.c) */
+	int64		shardid;		/* of the events shard; 0 when not distributed */
 } EvstoreCatalog;
 
 /* catalog.c */
@@ -93,6 +97,33 @@ extern const EvstoreCatalog *evstore_catalog(void);
 extern void evstore_catalog_init(void);
 /* evstore's one relcache callback calls func too (see catalog.c) */
 extern void evstore_register_relcache_callback(RelcacheCallbackFunction func);
+
+/* distributed.c: Citus shards of the per-stream tables */
+extern void evstore_distributed_init(void);
+extern bool evstore_distributing(void);
+extern bool evstore_is_distributed(void);
+extern bool evstore_relation_is_distributed(Oid relid);
+extern const EvstoreCatalog *evstore_catalog_for_stream(const char *stream_id, int len);
+extern const EvstoreCatalog *evstore_catalog_for_append(const char *stream_id, int len);
+extern const EvstoreCatalog *evstore_catalog_for_rel(Oid relid);
+extern List *evstore_local_shards(void);
+
+/*
+ * The relations read_all scans: evstore.events and its indexes, or one of
+ * its Citus shards and the shard's indexes (shard_feed.c).
+ */
+typedef struct EvstoreEventsRelations
+{
+	Oid			heap;
+	Oid			position_idx;	/* (global_position ...) */
+	Oid			category_idx;	/* (category, global_position) */
+	Oid			bucket_idx;		/* (stream_bucket, global_position) */
+} EvstoreEventsRelations;
+
+/* shard_feed.c */
+extern void evstore_shard_relations(int64 shardid, EvstoreEventsRelations *out);
+extern int64 evstore_shard_position_floor(Relation shard);
+extern bool evstore_is_distributed_coordinator(void);
 
 /* ddl_guard.c */
 extern void evstore_ddl_guard_init(void);
@@ -166,7 +197,9 @@ extern Size evstore_fence_shmem_size(void);
 extern void evstore_fence_shmem_startup(void);
 extern void evstore_fence_publish(void);
 extern int64 evstore_fence_next_position(void);
+extern int64 evstore_fence_next_position_after(int64 floor);
 extern int64 evstore_fence_horizon(void);
+extern int64 evstore_highest_position(Relation heap, Oid position_idx);
 extern void evstore_fence_refuse_on_standby(const char *funcname);
 extern int64 evstore_sequence_last_value(Oid seqoid);
 

@@ -446,14 +446,14 @@ evstore_sequence_last_value(Oid seqoid)
 }
 
 /*
- * The highest global_position in evstore.events that is committed or still
- * in flight (rolled-back rows do not count): one backward descent of the
- * primary key, 0 when the store is empty.
+ * The highest global_position in heap (evstore.events or one of its
+ * shards) that is committed or still in flight (rolled-back rows do not
+ * count): one backward descent of position_idx, an index leading with
+ * global_position; 0 when there is none.
  */
-static int64
-highest_stored_position(const EvstoreCatalog *cat)
+int64
+evstore_highest_position(Relation heap, Oid position_idx)
 {
-	Relation	heap;
 	Relation	index;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
@@ -461,8 +461,7 @@ highest_stored_position(const EvstoreCatalog *cat)
 	int64		result = 0;
 
 	InitDirtySnapshot(dirty);
-	heap = table_open(cat->events_rel, AccessShareLock);
-	index = index_open(cat->events_pkey, AccessShareLock);
+	index = index_open(position_idx, AccessShareLock);
 	slot = table_slot_create(heap, NULL);
 	scan = evstore_index_beginscan(heap, index, &dirty, 0, 0);
 	index_rescan(scan, NULL, 0, NULL, 0);
@@ -475,6 +474,16 @@ highest_stored_position(const EvstoreCatalog *cat)
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
+	return result;
+}
+
+/* The highest global_position stored in evstore.events (see above). */
+static int64
+highest_stored_position(const EvstoreCatalog *cat)
+{
+	Relation	heap = table_open(cat->events_rel, AccessShareLock);
+	int64		result = evstore_highest_position(heap, cat->events_pkey);
+
 	table_close(heap, AccessShareLock);
 	return result;
 }
@@ -506,6 +515,9 @@ check_sequence_shape(Oid seqoid)
 	ReleaseSysCache(tup);
 	persistence = get_rel_persistence(seqoid);
 
+	/* distributed mode: each node hands out offset + k * stride (distributed.c) */
+	if (increment > 1 && evstore_is_distributed())
+		increment = 1;
 	if (increment != 1 || cache != 1 || cycle || persistence != RELPERSISTENCE_PERMANENT)
 		ereport(ERROR,
 				(errcode(ERRCODE_EVSTORE_POSITION_SEQUENCE),
@@ -587,6 +599,12 @@ evstore_fence_next_position(void)
 	db = fence_database(cat->position_seq);
 	if (unlikely(!my_db_seeded))
 	{
+			/*
+		 * In distributed mode the shell is empty and the shards are not
+		 * looked at: a shard moved here holds positions of another node's
+		 * sequence, which may be ahead of ours and must not block appends
+		 * to this node's other streams (docs/distributed.md).
+		 */
 		(void) atomic_raise(&db->high, (uint64) highest_stored_position(cat));
 		my_db_seeded = true;
 	}
@@ -606,6 +624,53 @@ evstore_fence_next_position(void)
 	level = GetCurrentTransactionNestLevel();
 	if (fence_level == 0 || level < fence_level)
 		fence_level = level;
+	return position;
+}
+
+/*
+ * Distributed mode: the next position for the first event of an append to
+ * a stream whose last event is at position floor.  After a shard move the
+ * stream's events may come from another node's sequence, ahead of ours: the
+ * position drawn is then moved above floor (keeping this node's offset
+ * modulo the stride) and the sequence set there, under the stream lock the
+ * caller holds.  The sequence only grows, so the fence's argument holds.
+ */
+int64
+evstore_fence_next_position_after(int64 floor)
+{
+	int64		position = evstore_fence_next_position();
+
+	if (unlikely(position <= floor))
+	{
+		Oid			seqoid = evstore_catalog()->position_seq;
+		HeapTuple	tup;
+		int64		stride;
+		Oid			owner;
+		Oid			save_userid;
+		int			save_sec_context;
+
+		tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqoid));
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "evstore: cache lookup failed for sequence %u", seqoid);
+		stride = ((Form_pg_sequence) GETSTRUCT(tup))->seqincrement;
+		ReleaseSysCache(tup);
+		if (stride < 1)
+			stride = 1;
+		position += ((floor - position) / stride + 1) * stride;
+		/* as the sequence's owner: appenders need no UPDATE right on it */
+		tup = SearchSysCache1(RELOID, ObjectIdGetDatum(seqoid));
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "evstore: cache lookup failed for relation %u", seqoid);
+		owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+		ReleaseSysCache(tup);
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		(void) DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seqoid),
+								   Int64GetDatum(position), BoolGetDatum(true));
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		if (position > fence_max_drawn)
+			fence_max_drawn = position;
+	}
 	return position;
 }
 

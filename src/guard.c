@@ -57,7 +57,29 @@ refuse_write(const char *op, const char *relname)
 			 errhint("Use evstore.append_event(), evstore.delete_stream() or evstore.tombstone_stream().")));
 }
 
-/* "events" or "streams" when relid is one of them, else NULL */
+/* name is "events" or "streams", or a Citus shard of one (events_102008) */
+static bool
+written_name(const char *name)
+{
+	size_t		len;
+
+	if (strcmp(name, "events") == 0 || strcmp(name, "streams") == 0)
+		return true;
+	if (strncmp(name, "events_", 7) == 0)
+		len = 7;
+	else if (strncmp(name, "streams_", 8) == 0)
+		len = 8;
+	else
+		return false;
+	if (name[len] == '\0')
+		return false;
+	return strspn(name + len, "0123456789") == strlen(name + len);
+}
+
+/*
+ * "events" or "streams" (or the name of a shard of one, in distributed
+ * mode) when relid is one of them, else NULL
+ */
 static const char *
 written_table(Oid relid, Oid nsp)
 {
@@ -66,8 +88,7 @@ written_table(Oid relid, Oid nsp)
 	if (!OidIsValid(relid) || get_rel_namespace(relid) != nsp)
 		return NULL;
 	name = get_rel_name(relid);
-	if (name && (strcmp(name, "events") == 0 || strcmp(name, "streams") == 0) &&
-		get_rel_relkind(relid) == RELKIND_RELATION)
+	if (name && written_name(name) && get_rel_relkind(relid) == RELKIND_RELATION)
 		return name;
 	return NULL;
 }
@@ -86,6 +107,33 @@ guard_executor_start(QueryDesc *queryDesc, int eflags)
 		prev_executor_start(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
+
+	/*
+	 * A Citus plan for a distributed table (one custom scan, no result
+	 * relations) writes its target through Citus, into the shards: the
+	 * target is the relation the plan locks for writing.
+	 */
+	if (ps->resultRelations == NIL && ps->commandType != CMD_SELECT &&
+		ps->commandType != CMD_UTILITY && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	{
+		Oid			nsp = get_namespace_oid("evstore", true);
+		ListCell   *lc;
+
+		foreach(lc, ps->rtable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+			const char *name;
+
+			if (!OidIsValid(nsp) || rte->rtekind != RTE_RELATION ||
+				rte->rellockmode < RowExclusiveLock)
+				continue;
+			name = written_table(rte->relid, nsp);
+			if (name != NULL)
+				refuse_write(ps->commandType == CMD_UPDATE ? "UPDATE" :
+							 ps->commandType == CMD_DELETE ? "DELETE" :
+							 ps->commandType == CMD_MERGE ? "MERGE" : "INSERT", name);
+		}
+	}
 
 	if (ps->resultRelations != NIL && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
 	{
@@ -145,6 +193,19 @@ evstore_guard_copy_from(CopyStmt *stmt)
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 		return;
 
+	/*
+	 * Distributed mode: Citus would route the rows of a COPY into the shell
+	 * to the shards, past versions and the fence; only a shard itself may
+	 * be filled (Citus's shard moves and splits copy into an empty one).
+	 */
+	if ((strcmp(name, "events") == 0 || strcmp(name, "streams") == 0) &&
+		evstore_relation_is_distributed(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("COPY into evstore.%s is not allowed in distributed mode", name),
+				 errdetail("evstore.%s is distributed by Citus; its rows live in the shards on the workers.", name),
+				 errhint("Restore a distributed store from backups of every node (see docs/distributed.md); append with evstore.append_event().")));
+
 	LockRelationOid(relid, ExclusiveLock);
 	rel = table_open(relid, NoLock);
 	has_rows = evstore_relation_has_rows(rel);
@@ -189,6 +250,9 @@ evstore_guard_append_only(PG_FUNCTION_ARGS)
 	else
 		op = "INSERT";
 
+	/* evstore.distribute() empties the shell after Citus copied its rows */
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) && evstore_distributing())
+		return PointerGetDatum(NULL);
 	refuse_write(op, RelationGetRelationName(trigdata->tg_relation));
 	PG_RETURN_NULL();
 }

@@ -88,6 +88,7 @@ delete_stream(FunctionCallInfo fcinfo, bool tombstone, EvstoreAppendResult *resu
 	bool		has_expected = !PG_ARGISNULL(1);
 	int64		expected = has_expected ? PG_GETARG_INT64(1) : EVSTORE_EXPECT_ANY;
 	EvstoreNewEvent ev;
+	const EvstoreCatalog *cat;
 	Relation	streams_rel;
 	EvstoreStreamState st;
 	int64		current;
@@ -106,8 +107,9 @@ delete_stream(FunctionCallInfo fcinfo, bool tombstone, EvstoreAppendResult *resu
 				 errmsg("cannot delete streams during recovery")));
 	PreventCommandIfReadOnly(tombstone ? "evstore.tombstone_stream()" : "evstore.delete_stream()");
 
+	cat = evstore_catalog_for_append(stream_id, sidlen);	/* ES020 before any lock */
 	evstore_lock_stream(stream_id, sidlen);
-	streams_rel = table_open(evstore_catalog()->streams_rel, RowExclusiveLock);
+	streams_rel = table_open(cat->streams_rel, RowExclusiveLock);
 	evstore_stream_state(streams_rel, stream_id, &st);
 	if (st.tombstoned)
 		raise_stream_tombstoned(stream_id);

@@ -277,6 +277,9 @@ extern bool proj_upsert_exec(ProjUpsert *u, const bool *stale, Datum key,
 extern void proj_upsert_release(ProjUpsert *u);
 extern void proj_upsert_forget(ProjUpsert *u, SubTransactionId subid);
 
+/* projections_fanout.c */
+extern void proj_fanout(FunctionCallInfo fcinfo, const char *funcname);
+
 /* ---------------------------------------------------------------------
  * Inline helpers of the hot path (matching, counting)
  * ---------------------------------------------------------------------

@@ -264,6 +264,7 @@ evstore_create_projection(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > 5 && !PG_ARGISNULL(5) && PG_GETARG_BOOL(5))
 		proj_async_attach(name);
 	proj_reset_slot(name);
+	proj_fanout(fcinfo, "create_projection");
 	PG_RETURN_VOID();
 }
 
@@ -374,6 +375,7 @@ evstore_create_sync_projection(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > 8 && !PG_ARGISNULL(8) && PG_GETARG_BOOL(8))
 		proj_async_attach(name);
 	proj_reset_slot(name);
+	proj_fanout(fcinfo, "create_sync_projection");
 	PG_RETURN_VOID();
 }
 
@@ -437,6 +439,7 @@ evstore_drop_projection(PG_FUNCTION_ARGS)
 	{
 		ereport(NOTICE,
 				(errmsg("projection \"%s\" does not exist, skipping", name)));
+		proj_fanout(fcinfo, "drop_projection");
 		PG_RETURN_BOOL(false);
 	}
 	if (p->is_async)
@@ -445,6 +448,7 @@ evstore_drop_projection(PG_FUNCTION_ARGS)
 	catalog_exec("DELETE FROM evstore.projections_catalog WHERE name = $1",
 				 1, types, values, NULL);
 	proj_reset_slot(name);
+	proj_fanout(fcinfo, "drop_projection");
 	PG_RETURN_BOOL(true);
 }
 

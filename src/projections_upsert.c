@@ -127,6 +127,8 @@ proj_upsert_unsupported(Relation rel)
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		return "it is not a plain table";
+	if (evstore_relation_is_distributed(RelationGetRelid(rel)))
+		return "it is a Citus table (SQL lets Citus route the row to its shard)";
 	if (rel->rd_rel->relrowsecurity)
 		return "it has row-level security enabled";
 	if (rel->rd_rules != NULL)

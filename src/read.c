@@ -75,7 +75,7 @@ evstore_read_stream(PG_FUNCTION_ARGS)
 	if (has_max && max_count == 0)
 		return (Datum) 0;
 
-	cat = evstore_catalog();
+	cat = evstore_catalog_for_stream(stream_id, sidlen);
 	snapshot = GetActiveSnapshot();
 	streams_rel = table_open(cat->streams_rel, AccessShareLock);
 	evstore_stream_state_snapshot(streams_rel, stream_id, snapshot, &st);
@@ -142,7 +142,8 @@ evstore_stream_version(PG_FUNCTION_ARGS)
 	Relation	streams_rel;
 	EvstoreStreamState st;
 
-	streams_rel = table_open(evstore_catalog()->streams_rel, AccessShareLock);
+	streams_rel = table_open(evstore_catalog_for_stream(stream_id, sidlen)->streams_rel,
+							 AccessShareLock);
 	evstore_stream_state_snapshot(streams_rel, stream_id, GetActiveSnapshot(), &st);
 	table_close(streams_rel, AccessShareLock);
 	PG_RETURN_INT64(evstore_stream_current_version(&st));
@@ -199,6 +200,7 @@ typedef struct ReadAllArgs
 	Datum	   *prefixes;		/* category prefixes, sorted, unique */
 	int			nprefixes;
 	bool		include_system;	/* false: leave out types starting with '$' */
+	EvstoreEventsRelations rels;	/* what to scan */
 } ReadAllArgs;
 
 static bool
@@ -356,7 +358,6 @@ categories_with_prefixes(Relation heap, Relation index, Snapshot snapshot,
 static void
 read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 {
-	const EvstoreCatalog *cat = evstore_catalog();
 	Relation	heap;
 	Relation	index;
 	Snapshot	snapshot;
@@ -369,7 +370,7 @@ read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 
 	/* a snapshot taken after the horizon: it sees every event below it */
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	heap = table_open(cat->events_rel, AccessShareLock);
+	heap = table_open(a->rels.heap, AccessShareLock);
 	up = evstore_upcaster_begin(RelationGetDescr(heap), UPCAST_READ);
 
 	if (a->ncategories > 0 || a->nprefixes > 0)
@@ -377,7 +378,7 @@ read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 		Datum	   *cats = a->categories;
 		int			ncats = a->ncategories;
 
-		index = index_open(cat->events_category_idx, AccessShareLock);
+		index = index_open(a->rels.category_idx, AccessShareLock);
 		if (a->nprefixes > 0)
 			cats = categories_with_prefixes(heap, index, snapshot, a, &ncats);
 		for (int i = 0; i < ncats; i++)
@@ -387,7 +388,7 @@ read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 	}
 	else if (a->group_size > 0)
 	{
-		index = index_open(cat->events_bucket_idx, AccessShareLock);
+		index = index_open(a->rels.bucket_idx, AccessShareLock);
 		for (int b = a->group_member; b < EVSTORE_BUCKETS; b += a->group_size)
 			scans = lappend(scans, open_scan(heap, index, snapshot, a, true,
 											 Int16GetDatum((int16) b), F_INT2EQ, 2));
@@ -395,7 +396,7 @@ read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 	}
 	else
 	{
-		index = index_open(cat->events_pkey, AccessShareLock);
+		index = index_open(a->rels.position_idx, AccessShareLock);
 		scans = lappend(scans, open_scan(heap, index, snapshot, a, false, 0, InvalidOid, 1));
 		check_group = false;
 	}
@@ -481,6 +482,93 @@ text_array_arg(ArrayType *arr, const char *what, int *n)
 	return elems;
 }
 
+/*
+ * Parse read_all's arguments, which start at argument off; false when the
+ * filters match nothing.
+ */
+static bool
+read_all_args(FunctionCallInfo fcinfo, int off, ReadAllArgs *a)
+{
+	int			nargs = PG_NARGS() - off;
+
+	memset(a, 0, sizeof(*a));
+	a->after = PG_ARGISNULL(off) ? 0 : PG_GETARG_INT64(off);
+	a->max_count = PG_ARGISNULL(off + 1) ? 1000 : PG_GETARG_INT32(off + 1);
+	if (a->after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_position must be >= 0, not %lld", (long long) a->after)));
+	if (a->max_count <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must be > 0, not %d", a->max_count)));
+	if (PG_ARGISNULL(off + 4) != PG_ARGISNULL(off + 5))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("group_member and group_size must be given together")));
+	if (!PG_ARGISNULL(off + 5))
+	{
+		a->group_member = PG_GETARG_INT32(off + 4);
+		a->group_size = PG_GETARG_INT32(off + 5);
+		if (a->group_size < 1 || a->group_size > EVSTORE_BUCKETS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("group_size must be between 1 and %d, not %d",
+							EVSTORE_BUCKETS, a->group_size)));
+		if (a->group_member < 0 || a->group_member >= a->group_size)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("group_member must be between 0 and %d, not %d",
+							a->group_size - 1, a->group_member)));
+		if (a->group_size == 1)
+			a->group_size = 0;	/* one member gets everything */
+	}
+
+	/* a call through the 0.2.0 signature (old SQL definition) has 6 args */
+	a->include_system = (nargs < 8 || PG_ARGISNULL(off + 7)) ? true : PG_GETARG_BOOL(off + 7);
+
+	/*
+	 * The category filter is the union of categories and category_prefixes;
+	 * an empty union matches nothing, an empty prefix every category.
+	 */
+	if (!PG_ARGISNULL(off + 2))
+		a->categories = text_array_arg(PG_GETARG_ARRAYTYPE_P(off + 2), "categories",
+									   &a->ncategories);
+	if (nargs >= 7 && !PG_ARGISNULL(off + 6))
+	{
+		a->prefixes = text_array_arg(PG_GETARG_ARRAYTYPE_P(off + 6), "category_prefixes",
+									 &a->nprefixes);
+		if (a->nprefixes > 0 && VARSIZE_ANY_EXHDR(DatumGetTextPP(a->prefixes[0])) == 0)
+		{
+			/* '' sorts first and is a prefix of everything: no filter */
+			a->ncategories = 0;
+			a->nprefixes = 0;
+		}
+		else if (a->ncategories + a->nprefixes == 0)
+			return false;
+	}
+	else if (!PG_ARGISNULL(off + 2) && a->ncategories == 0)
+		return false;			/* an empty list matches nothing */
+	if (!PG_ARGISNULL(off + 3))
+	{
+		Datum	   *types = text_array_arg(PG_GETARG_ARRAYTYPE_P(off + 3), "event_types",
+										   &a->nevent_types);
+
+		if (a->nevent_types == 0)
+			return false;
+		a->event_types = palloc(a->nevent_types * sizeof(char *));
+		a->event_type_lens = palloc(a->nevent_types * sizeof(int));
+		for (int i = 0; i < a->nevent_types; i++)
+		{
+			text	   *t = DatumGetTextPP(types[i]);
+
+			a->event_types[i] = VARDATA_ANY(t);
+			a->event_type_lens[i] = VARSIZE_ANY_EXHDR(t);
+		}
+	}
+	return true;
+}
+
 PG_FUNCTION_INFO_V1(evstore_read_all);
 
 /* evstore.read_all(after_position bigint, max_count integer, categories text[], event_types text[], group_member integer, group_size integer, category_prefixes text[], include_system boolean) -> SETOF evstore.events */
@@ -488,87 +576,56 @@ Datum
 evstore_read_all(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const EvstoreCatalog *cat;
 	ReadAllArgs a;
+	bool		any;
 
-	memset(&a, 0, sizeof(a));
-	a.after = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
-	a.max_count = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT32(1);
-	if (a.after < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("after_position must be >= 0, not %lld", (long long) a.after)));
-	if (a.max_count <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_count must be > 0, not %d", a.max_count)));
-	if (PG_ARGISNULL(4) != PG_ARGISNULL(5))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("group_member and group_size must be given together")));
-	if (!PG_ARGISNULL(5))
-	{
-		a.group_member = PG_GETARG_INT32(4);
-		a.group_size = PG_GETARG_INT32(5);
-		if (a.group_size < 1 || a.group_size > EVSTORE_BUCKETS)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("group_size must be between 1 and %d, not %d",
-							EVSTORE_BUCKETS, a.group_size)));
-		if (a.group_member < 0 || a.group_member >= a.group_size)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("group_member must be between 0 and %d, not %d",
-							a.group_size - 1, a.group_member)));
-		if (a.group_size == 1)
-			a.group_size = 0;	/* one member gets everything */
-	}
-
-	/* a call through the 0.2.0 signature (old SQL definition) has 6 args */
-	a.include_system = (PG_NARGS() < 8 || PG_ARGISNULL(7)) ? true : PG_GETARG_BOOL(7);
-
+	any = read_all_args(fcinfo, 0, &a);
 	InitMaterializedSRF(fcinfo, 0);
 	evstore_stats_count(EVSTORE_STAT_READ_ALL_CALLS, 1);
-
-	/*
-	 * The category filter is the union of categories and category_prefixes;
-	 * an empty union matches nothing, an empty prefix every category.
-	 */
-	if (!PG_ARGISNULL(2))
-		a.categories = text_array_arg(PG_GETARG_ARRAYTYPE_P(2), "categories", &a.ncategories);
-	if (PG_NARGS() >= 7 && !PG_ARGISNULL(6))
-	{
-		a.prefixes = text_array_arg(PG_GETARG_ARRAYTYPE_P(6), "category_prefixes", &a.nprefixes);
-		if (a.nprefixes > 0 && VARSIZE_ANY_EXHDR(DatumGetTextPP(a.prefixes[0])) == 0)
-		{
-			/* '' sorts first and is a prefix of everything: no filter */
-			a.ncategories = 0;
-			a.nprefixes = 0;
-		}
-		else if (a.ncategories + a.nprefixes == 0)
-			return (Datum) 0;
-	}
-	else if (!PG_ARGISNULL(2) && a.ncategories == 0)
-		return (Datum) 0;		/* an empty list matches nothing */
-	if (!PG_ARGISNULL(3))
-	{
-		Datum	   *types = text_array_arg(PG_GETARG_ARRAYTYPE_P(3), "event_types",
-										   &a.nevent_types);
-
-		if (a.nevent_types == 0)
-			return (Datum) 0;
-		a.event_types = palloc(a.nevent_types * sizeof(char *));
-		a.event_type_lens = palloc(a.nevent_types * sizeof(int));
-		for (int i = 0; i < a.nevent_types; i++)
-		{
-			text	   *t = DatumGetTextPP(types[i]);
-
-			a.event_types[i] = VARDATA_ANY(t);
-			a.event_type_lens[i] = VARSIZE_ANY_EXHDR(t);
-		}
-	}
+	if (!any)
+		return (Datum) 0;
 
 	evstore_fence_refuse_on_standby("evstore.read_all()");
 
+	cat = evstore_catalog();
+	a.rels.heap = cat->events_rel;
+	a.rels.position_idx = cat->events_pkey;
+	a.rels.category_idx = cat->events_category_idx;
+	a.rels.bucket_idx = cat->events_bucket_idx;
+	a.horizon = evstore_fence_horizon();
+	if (a.horizon <= a.after)
+		return (Datum) 0;
+	read_all_scan(rsinfo, &a);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(evstore_read_all_shard);
+
+/* evstore.read_all_shard(shard_id bigint, after_position bigint, max_count integer, categories text[], event_types text[], group_member integer, group_size integer, category_prefixes text[], include_system boolean) -> SETOF evstore.events */
+Datum
+evstore_read_all_shard(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ReadAllArgs a;
+	int64		shardid;
+	bool		any;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("shard_id must not be null")));
+	shardid = PG_GETARG_INT64(0);
+	any = read_all_args(fcinfo, 1, &a);
+	InitMaterializedSRF(fcinfo, 0);
+	evstore_stats_count(EVSTORE_STAT_READ_ALL_CALLS, 1);
+
+	evstore_fence_refuse_on_standby("evstore.read_all_shard()");
+
+	/* this node's placement, before the horizon and the snapshot */
+	evstore_shard_relations(shardid, &a.rels);
+	if (!any)
+		return (Datum) 0;
 	a.horizon = evstore_fence_horizon();
 	if (a.horizon <= a.after)
 		return (Datum) 0;

@@ -80,7 +80,8 @@ evstore_stream_state_snapshot(Relation streams, const char *stream_id,
 				CStringGetTextDatum(stream_id));
 	memset(st, 0, sizeof(*st));
 	st->version = -1;
-	if (evstore_index_lookup(streams, evstore_catalog()->streams_pkey, &key, 1,
+	if (evstore_index_lookup(streams,
+							 evstore_catalog_for_rel(RelationGetRelid(streams))->streams_pkey, &key, 1,
 							 snapshot, slot))
 	{
 		bool		isnull;

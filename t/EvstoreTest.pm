@@ -31,7 +31,8 @@ sub evstore_node
 # "any" append; then it sleeps up to 20 ms and commits (rolls back 10%).
 # With read_then_wait, the expected version is read, then the writer sleeps
 # before appending with it, so races are likelier.  Each script ends by
-# inserting its number into writers_done.  Call srand() first.
+# inserting its number into writers_done.  With stream_names => [...], the
+# streams are those instead.  Call srand() first.
 sub writer_scripts
 {
 	my ($node, %o) = @_;
@@ -41,7 +42,9 @@ sub writer_scripts
 		my $sql = "SET client_min_messages = error;\n" . ($o{preamble} // '');
 		for my $i (1 .. $o{txns})
 		{
-			my $stream = 'acct-' . int(rand($o{streams}));
+			my $stream = $o{stream_names}
+			  ? $o{stream_names}[ int(rand(@{ $o{stream_names} })) ]
+			  : 'acct-' . int(rand($o{streams}));
 			my $delay = sprintf('%.3f', rand(0.02));
 			$sql .= "BEGIN;\n";
 			my $r = rand();

@@ -2178,3 +2178,531 @@ REVOKE ALL ON FUNCTION
     evstore.start_rebuild(text, regclass[], integer),
     evstore.cancel_rebuild(text)
 FROM PUBLIC;
+
+
+-- ==== distributed mode (0.3.0) ====
+-- evstore on a Citus cluster: the per-stream tables distributed by
+-- stream_id, colocated (src/distributed.c).  Reference: docs/distributed.md.
+
+-- evstore.load_snapshot(stream_id text) -> TABLE (stream_version bigint, state jsonb)
+CREATE OR REPLACE FUNCTION evstore.load_snapshot(stream_id text)
+RETURNS TABLE (stream_version bigint, state jsonb)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    -- PL/pgSQL, not SQL: Citus cannot plan a SQL function's parameters
+    -- when the call is delegated to a worker (distributed mode)
+    RETURN QUERY
+    SELECT sn.stream_version, sn.state
+    FROM evstore.snapshots sn
+    JOIN evstore.streams s ON s.stream_id = sn.stream_id
+    WHERE sn.stream_id = $1
+      AND s.deleted_at IS NULL
+      AND sn.stream_version BETWEEN s.first_version AND s.version;
+END
+$fn$;
+
+-- evstore._distribute_node(position_stride integer, node_offset integer,
+--     position_floor bigint) -> void
+CREATE FUNCTION evstore._distribute_node(position_stride integer, node_offset integer,
+                                         position_floor bigint)
+RETURNS void
+    LANGUAGE c STRICT VOLATILE
+    AS 'MODULE_PATHNAME', 'evstore_distribute_node';
+COMMENT ON FUNCTION evstore._distribute_node(integer, integer, bigint) IS
+    'Internal (evstore.distribute() runs it on every node): unique indexes with stream_id, this node''s position sequence';
+
+-- evstore.distribute(shard_count integer, position_stride integer) -> text
+CREATE FUNCTION evstore.distribute(shard_count integer DEFAULT 32,
+                                   position_stride integer DEFAULT 64)
+RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    my_version text;
+    bad text;
+    position_floor bigint;
+    nodes integer;
+    moved bigint := 0;
+    f text;
+    stride_now bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'evstore.distribute() needs Citus'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'The citus extension is not installed in this database.',
+                  HINT = 'Preload citus before evstore (shared_preload_libraries = ''citus, evstore''), run CREATE EXTENSION citus on every node, add the workers with citus_add_node(), then call evstore.distribute() on the coordinator (docs/distributed.md).';
+    END IF;
+    IF shard_count IS NULL OR shard_count < 1 OR position_stride IS NULL OR position_stride < 2 THEN
+        RAISE EXCEPTION 'shard_count must be >= 1 and position_stride >= 2'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT pg_catalog.citus_is_coordinator() THEN
+        RAISE EXCEPTION 'evstore.distribute() runs on the coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Connect to the Citus coordinator and call it there.';
+    END IF;
+    SELECT count(*) INTO nodes FROM pg_catalog.pg_dist_node
+     WHERE noderole = 'primary' AND isactive AND shouldhaveshards AND groupid <> 0;
+    IF nodes = 0 THEN
+        RAISE EXCEPTION 'the Citus cluster has no worker to hold evstore''s shards'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add workers with SELECT citus_add_node(host, port); first.';
+    END IF;
+    SELECT max(groupid) INTO nodes FROM pg_catalog.pg_dist_node;
+    IF nodes >= position_stride THEN
+        RAISE EXCEPTION 'position_stride % is too small for Citus group id %', position_stride, nodes
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Each node hands out the positions equal to its group id modulo the stride.';
+    END IF;
+    SELECT seqincrement INTO stride_now FROM pg_catalog.pg_sequence
+     WHERE seqrelid = 'evstore.global_position_seq'::pg_catalog.regclass;
+    IF stride_now > 1 AND stride_now <> position_stride THEN
+        RAISE EXCEPTION 'evstore is already distributed with position_stride %', stride_now
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = pg_catalog.format('Call evstore.distribute(position_stride => %s).', stride_now);
+    END IF;
+
+    -- the same evstore everywhere
+    SELECT e.extversion INTO my_version FROM pg_catalog.pg_extension e WHERE e.extname = 'evstore';
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s:%s has %s', n.nodename, n.nodeport,
+                                 CASE WHEN r.success THEN r.result ELSE 'an error: ' || r.result END), '; ')
+      INTO bad
+      FROM pg_catalog.run_command_on_all_nodes(
+             $q$SELECT coalesce((SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'evstore'), 'no evstore')$q$) r
+      JOIN pg_catalog.pg_dist_node n ON n.nodeid = r.nodeid
+     WHERE NOT r.success OR r.result <> my_version;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'every node must run evstore %', my_version
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = bad || '.',
+                  HINT = 'Install the same evstore build on every node (CREATE EXTENSION evstore, or ALTER EXTENSION evstore UPDATE), then retry.';
+    END IF;
+
+    -- positions: above every one any node handed out so far
+    SELECT max(r.result::bigint) INTO position_floor
+      FROM pg_catalog.run_command_on_all_nodes(
+             'SELECT last_value FROM evstore.global_position_seq') r
+     WHERE r.success;
+    PERFORM evstore._distribute_node(position_stride, 0, position_floor);
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s:%s: %s', n.nodename, n.nodeport, r.result), '; ')
+      INTO bad
+      FROM pg_catalog.run_command_on_workers(pg_catalog.format(
+             'SELECT evstore._distribute_node(%s, (SELECT groupid FROM pg_catalog.pg_dist_local_group), %s)',
+             position_stride, position_floor)) r
+      JOIN pg_catalog.pg_dist_node n ON n.nodename = r.nodename AND n.nodeport = r.nodeport
+     WHERE NOT r.success;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'could not prepare every worker for distributed mode'
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = bad;
+    END IF;
+
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid = 'evstore.events'::pg_catalog.regclass) THEN
+        SELECT count(*) INTO moved FROM ONLY evstore.events;
+        -- the append-only guard triggers go to the shards too
+        PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+        PERFORM pg_catalog.create_distributed_table('evstore.events', 'stream_id',
+                    shard_count => shard_count, colocate_with => 'none');
+        PERFORM pg_catalog.create_distributed_table('evstore.streams', 'stream_id',
+                    colocate_with => 'evstore.events');
+        PERFORM pg_catalog.create_distributed_table('evstore.snapshots', 'stream_id',
+                    colocate_with => 'evstore.events');
+        -- Citus copied the rows into the shards: the shells must hold none
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table('evstore.events');
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table('evstore.streams');
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table('evstore.snapshots');
+    END IF;
+
+    -- calls run on the worker that holds their stream
+    FOREACH f IN ARRAY ARRAY[
+        'evstore.append_event(text,text,jsonb,jsonb,bigint,uuid)',
+        'evstore.append_events(text,jsonb,bigint)',
+        'evstore.read_stream(text,bigint,bigint,boolean)',
+        'evstore.stream_version(text)',
+        'evstore.delete_stream(text,bigint,jsonb)',
+        'evstore.tombstone_stream(text,bigint,jsonb)',
+        'evstore.save_snapshot(text,bigint,jsonb)',
+        'evstore.load_snapshot(text)',
+        'evstore.delete_snapshot(text)']
+    LOOP
+        PERFORM pg_catalog.create_distributed_function(f::pg_catalog.regprocedure, 'stream_id',
+                    colocate_with => 'evstore.events');
+    END LOOP;
+
+    RETURN pg_catalog.format('evstore is distributed: %s shards of evstore.events on %s workers, %s events moved to the shards',
+        (SELECT count(*) FROM pg_catalog.pg_dist_shard WHERE logicalrelid = 'evstore.events'::pg_catalog.regclass),
+        (SELECT count(DISTINCT groupid) FROM pg_catalog.pg_dist_node WHERE groupid <> 0 AND noderole = 'primary'),
+        moved);
+END
+$fn$;
+COMMENT ON FUNCTION evstore.distribute(integer, integer) IS
+    'Distribute evstore on a Citus cluster (run on the coordinator; again after adding a node): see docs/distributed.md';
+
+-- evstore._shards() -> SETOF record (the evstore.shards view)
+CREATE FUNCTION evstore._shards(
+    OUT table_name text, OUT shardid bigint, OUT shard_name text,
+    OUT hash_min integer, OUT hash_max integer,
+    OUT node_name text, OUT node_port integer, OUT group_id integer)
+RETURNS SETOF record
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+        SELECT c.relname::text, s.shardid, c.relname || '_' || s.shardid,
+               s.shardminvalue::integer, s.shardmaxvalue::integer,
+               n.nodename::text, n.nodeport, n.groupid
+          FROM pg_catalog.pg_dist_shard s
+          JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
+          JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+          JOIN pg_catalog.pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary'
+         WHERE c.relnamespace = 'evstore'::pg_catalog.regnamespace
+         ORDER BY s.shardminvalue::integer, c.relname$q$;
+END
+$fn$;
+
+CREATE VIEW evstore.shards AS
+SELECT table_name, shardid, shard_name, hash_min, hash_max, node_name, node_port, group_id
+  FROM evstore._shards();
+COMMENT ON VIEW evstore.shards IS
+    'Shards of evstore''s distributed tables and the node holding each (Citus''s own views hide extension tables); a stream is in the shard with hashtext(stream_id) BETWEEN hash_min AND hash_max';
+
+REVOKE ALL ON FUNCTION
+    evstore._distribute_node(integer, integer, bigint),
+    evstore.distribute(integer, integer),
+    evstore._shards()
+FROM PUBLIC;
+REVOKE ALL ON evstore.shards FROM PUBLIC;
+GRANT SELECT ON evstore.shards TO pg_monitor;
+GRANT EXECUTE ON FUNCTION evstore._shards() TO pg_monitor;
+
+-- ==== distributed feed (0.3.0) ====
+-- read_all and durable subscriptions on a Citus cluster (SPEC section 9,
+-- docs/distributed.md): the never-skip promise holds per shard, so a
+-- reader's checkpoint is a vector, one position per shard of evstore.events.
+
+-- evstore.read_all_shard(shard_id bigint, after_position bigint, max_count integer,
+--     categories text[], event_types text[], group_member integer, group_size integer,
+--     category_prefixes text[], include_system boolean) -> SETOF evstore.events
+CREATE FUNCTION evstore.read_all_shard(
+    shard_id bigint,
+    after_position bigint DEFAULT 0,
+    max_count integer DEFAULT 1000,
+    categories text[] DEFAULT NULL,
+    event_types text[] DEFAULT NULL,
+    group_member integer DEFAULT NULL,
+    group_size integer DEFAULT NULL,
+    category_prefixes text[] DEFAULT NULL,
+    include_system boolean DEFAULT true)
+RETURNS SETOF evstore.events
+    LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1000
+    AS 'MODULE_PATHNAME', 'evstore_read_all_shard';
+COMMENT ON FUNCTION evstore.read_all_shard(bigint, bigint, integer, text[], text[], integer, integer, text[], boolean) IS
+    'read_all over one shard of evstore.events, on the node that holds it, up to that node''s fence (never skips)';
+
+-- Refuse to run a distributed-mode function without Citus.
+-- evstore._require_citus(caller text) -> void
+CREATE FUNCTION evstore._require_citus(caller text)
+RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_shard') IS NULL THEN
+        RAISE EXCEPTION '%() needs Citus', $1
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Extension "citus" is not installed in this database.',
+                  HINT = 'On a single node, use evstore.read_all() and evstore.subscription_fetch().';
+    END IF;
+END
+$fn$;
+
+-- A checkpoint vector: a JSON object from shard id to position.
+-- evstore._checkpoint_vector(checkpoint jsonb) -> jsonb
+CREATE FUNCTION evstore._checkpoint_vector(checkpoint jsonb)
+RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    IF $1 IS NULL THEN
+        RETURN '{}';
+    END IF;
+    IF jsonb_typeof($1) <> 'object' OR EXISTS (
+        SELECT FROM jsonb_each($1) e
+         WHERE e.key !~ '^[0-9]{1,18}$' OR jsonb_typeof(e.value) <> 'number'
+            OR e.value::text !~ '^[0-9]{1,18}$') THEN
+        RAISE EXCEPTION 'invalid checkpoint vector: %', left($1::text, 200)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A checkpoint vector is a JSON object from shard id to position, both non-negative integers.',
+                  HINT = 'Start with ''{}'' (every shard from its beginning).';
+    END IF;
+    RETURN $1;
+END
+$fn$;
+
+-- evstore.read_all_distributed(checkpoint jsonb, max_count integer, categories text[],
+--     event_types text[], group_member integer, group_size integer)
+--     -> SETOF (shard_id bigint, event evstore.events)
+CREATE FUNCTION evstore.read_all_distributed(
+    checkpoint jsonb DEFAULT '{}',
+    max_count integer DEFAULT 1000,
+    categories text[] DEFAULT NULL,
+    event_types text[] DEFAULT NULL,
+    group_member integer DEFAULT NULL,
+    group_size integer DEFAULT NULL,
+    OUT shard_id bigint,
+    OUT event evstore.events)
+RETURNS SETOF record
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE ROWS 1000
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    vec jsonb := evstore._checkpoint_vector($1);
+    names text[];
+    ports integer[];
+    commands text[];
+    r record;
+    batch jsonb := '[]';
+BEGIN
+    IF $2 IS NULL OR $2 <= 0 THEN
+        RAISE EXCEPTION 'max_count must be > 0, not %', coalesce($2::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM evstore._require_citus('evstore.read_all_distributed');
+    -- one command per node: read_all_shard over each of its shards, each
+    -- from its own position in the vector
+    SELECT array_agg(c.nodename ORDER BY c.nodename, c.nodeport),
+           array_agg(c.nodeport ORDER BY c.nodename, c.nodeport),
+           array_agg(c.command ORDER BY c.nodename, c.nodeport)
+      INTO names, ports, commands
+      FROM (SELECT n.nodename, n.nodeport,
+                   'SELECT coalesce(pg_catalog.json_agg(x), ''[]'')::text FROM ('
+                   || string_agg(format(
+                        'SELECT %s::bigint AS s, e FROM evstore.read_all_shard(%s, %s, %s, %L::text[], %L::text[], %L::integer, %L::integer) e',
+                        s.shardid, s.shardid, coalesce((vec ->> s.shardid::text)::bigint, 0),
+                        $2, $3, $4, $5, $6), ' UNION ALL ' ORDER BY s.shardid)
+                   || ') x' AS command
+              FROM pg_catalog.pg_dist_shard s
+              JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+              JOIN pg_catalog.pg_dist_node n ON n.groupid = p.groupid
+             WHERE s.logicalrelid = 'evstore.events'::regclass
+               AND n.isactive AND n.noderole = 'primary'
+             GROUP BY n.nodename, n.nodeport) c;
+    IF names IS NULL THEN
+        RAISE EXCEPTION 'evstore.events is not distributed'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run evstore.distribute() on the coordinator first (docs/distributed.md).';
+    END IF;
+    FOR r IN SELECT * FROM pg_catalog.master_run_on_worker(names, ports, commands, true) LOOP
+        IF NOT r.success THEN
+            RAISE EXCEPTION 'reading the shards on node %:% failed: %', r.node_name, r.node_port, r.result
+                USING ERRCODE = 'connection_failure',
+                      HINT = 'Nothing was consumed: retry with the same checkpoint.';
+        END IF;
+        batch := batch || r.result::jsonb;
+    END LOOP;
+    -- merge: cross-shard order by position (approximate: each node has its
+    -- own sequence); what is cut off is a suffix of each shard's batch
+    RETURN QUERY
+        SELECT (j ->> 's')::bigint, jsonb_populate_record(NULL::evstore.events, j -> 'e')
+          FROM jsonb_array_elements(batch) j
+         ORDER BY (j -> 'e' ->> 'global_position')::bigint, (j ->> 's')::bigint
+         LIMIT $2;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.read_all_distributed(jsonb, integer, text[], text[], integer, integer) IS
+    'Merged feed over every shard of a distributed store after a checkpoint vector (shard id -> position): every committed event once, per-stream order kept, cross-shard order approximate';
+
+-- evstore.checkpoint_advance(checkpoint jsonb, shard_id bigint, "position" bigint) -> jsonb
+CREATE FUNCTION evstore.checkpoint_advance(checkpoint jsonb, shard_id bigint, "position" bigint)
+RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    SELECT evstore._checkpoint_vector($1)
+        || jsonb_build_object($2::text,
+               greatest($3, coalesce((evstore._checkpoint_vector($1) ->> $2::text)::bigint, 0)))
+$fn$;
+COMMENT ON FUNCTION evstore.checkpoint_advance(jsonb, bigint, bigint) IS
+    'A checkpoint vector with one shard''s position moved forward (never backwards)';
+
+-- Per-shard checkpoints of durable subscriptions in distributed mode; a
+-- shard without a row starts at the member's acked_position.
+CREATE TABLE evstore.subscription_shard_checkpoints (
+    subscription   text        NOT NULL,
+    member         integer     NOT NULL,
+    shard_id       bigint      NOT NULL,
+    acked_position bigint      NOT NULL,
+    updated_at     timestamptz NOT NULL,
+    CONSTRAINT subscription_shard_checkpoints_pkey PRIMARY KEY (subscription, member, shard_id),
+    CONSTRAINT subscription_shard_checkpoints_position_check CHECK (acked_position >= 0)
+);
+COMMENT ON TABLE evstore.subscription_shard_checkpoints IS
+    'Durable subscriptions on a distributed store: the acknowledged position of each member per shard of evstore.events';
+SELECT pg_catalog.pg_extension_config_dump('evstore.subscription_shard_checkpoints', '');
+
+-- A dropped subscription (member) takes its per-shard checkpoints along (a
+-- trigger, not a foreign key: a foreign key's system triggers carry OIDs in
+-- their names, which an upgraded and a fresh install would not share).
+-- evstore._subscription_shard_cleanup() -> trigger
+CREATE FUNCTION evstore._subscription_shard_cleanup() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    DELETE FROM evstore.subscription_shard_checkpoints k
+     WHERE k.subscription = OLD.subscription AND k.member = OLD.member;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER subscription_shard_cleanup
+    AFTER DELETE ON evstore.subscription_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION evstore._subscription_shard_cleanup();
+
+-- evstore.subscription_vector(name text, member integer) -> jsonb
+CREATE FUNCTION evstore.subscription_vector(name text, member integer DEFAULT 0)
+RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    base bigint;
+BEGIN
+    PERFORM evstore._require_citus('evstore.subscription_vector');
+    SELECT c.acked_position INTO base FROM evstore.subscription_checkpoints c
+     WHERE c.subscription = $1 AND c.member = $2;
+    IF NOT FOUND THEN
+        PERFORM evstore._subscription_member($1, $2);  -- the clear error
+    END IF;
+    RETURN coalesce((
+        SELECT jsonb_object_agg(s.shardid::text, coalesce(k.acked_position, base) ORDER BY s.shardid)
+          FROM pg_catalog.pg_dist_shard s
+          LEFT JOIN evstore.subscription_shard_checkpoints k
+            ON k.subscription = $1 AND k.member = $2 AND k.shard_id = s.shardid
+         WHERE s.logicalrelid = 'evstore.events'::regclass), '{}');
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_vector(text, integer) IS
+    'A member''s checkpoint vector in distributed mode: its acknowledged position in each shard of evstore.events';
+
+-- evstore.subscription_fetch_shards(name text, member integer, max_count integer,
+--     consumer text) -> SETOF (shard_id bigint, event evstore.events)
+CREATE FUNCTION evstore.subscription_fetch_shards(
+    name text,
+    member integer DEFAULT 0,
+    max_count integer DEFAULT 100,
+    consumer text DEFAULT NULL,
+    OUT shard_id bigint,
+    OUT event evstore.events)
+RETURNS SETOF record
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER ROWS 100
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+BEGIN
+    IF $3 IS NULL OR $3 <= 0 THEN
+        RAISE EXCEPTION 'max_count must be > 0, not %', coalesce($3::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $4 = '' THEN
+        RAISE EXCEPTION 'consumer must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM evstore._require_citus('evstore.subscription_fetch_shards');
+    r := evstore._subscription_member($1, $2);
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
+       AND r.consumer IS DISTINCT FROM $4 THEN
+        RETURN;
+    END IF;
+    IF $4 IS NOT NULL THEN
+        UPDATE evstore.subscription_checkpoints c
+            SET consumer = $4, lease_until = pg_catalog.clock_timestamp() + r.lease_timeout
+            WHERE c.subscription = $1 AND c.member = $2;
+    END IF;
+    RETURN QUERY SELECT * FROM evstore.read_all_distributed(
+        evstore.subscription_vector($1, $2), $3, r.categories, r.event_types,
+        CASE WHEN r.group_size > 1 THEN r.member END,
+        CASE WHEN r.group_size > 1 THEN r.group_size END);
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_fetch_shards(text, integer, integer, text) IS
+    'Distributed mode: next events of a subscription member after its checkpoint vector, from every shard (never skips; at-least-once)';
+
+-- evstore.subscription_ack_shards(name text, member integer, positions jsonb,
+--     consumer text) -> boolean
+CREATE FUNCTION evstore.subscription_ack_shards(
+    name text,
+    member integer,
+    positions jsonb,
+    consumer text DEFAULT NULL)
+RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+    vec jsonb := evstore._checkpoint_vector($3);
+    moved integer;
+    unknown bigint;
+BEGIN
+    IF $4 = '' THEN
+        RAISE EXCEPTION 'consumer must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM evstore._require_citus('evstore.subscription_ack_shards');
+    r := evstore._subscription_member($1, $2);
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
+       AND r.consumer IS DISTINCT FROM $4 THEN
+        RAISE EXCEPTION 'member % of subscription "%" is leased by consumer "%"', $2, $1, r.consumer
+            USING ERRCODE = 'lock_not_available',
+                  DETAIL = format('The lease runs until %s.', r.lease_until),
+                  HINT = 'A consumer whose lease expired must stop and fetch again.';
+    END IF;
+    SELECT min(e.key::bigint) INTO unknown FROM jsonb_each(vec) e
+     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_shard s
+                        WHERE s.shardid = e.key::bigint
+                          AND s.logicalrelid = 'evstore.events'::regclass);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'shard % is not a shard of evstore.events', unknown
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Acknowledge the shard ids that subscription_fetch_shards returned.';
+    END IF;
+    INSERT INTO evstore.subscription_shard_checkpoints AS k
+        (subscription, member, shard_id, acked_position, updated_at)
+    SELECT $1, $2, e.key::bigint, greatest(e.value::text::bigint, r.acked_position),
+           pg_catalog.clock_timestamp()
+      FROM jsonb_each(vec) e
+    ON CONFLICT ON CONSTRAINT subscription_shard_checkpoints_pkey DO UPDATE
+        SET acked_position = EXCLUDED.acked_position, updated_at = EXCLUDED.updated_at
+        WHERE k.acked_position < EXCLUDED.acked_position;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    UPDATE evstore.subscription_checkpoints c
+        SET updated_at = CASE WHEN moved > 0 THEN pg_catalog.clock_timestamp() ELSE c.updated_at END,
+            consumer = coalesce($4, c.consumer),
+            lease_until = CASE WHEN $4 IS NULL THEN c.lease_until
+                               ELSE pg_catalog.clock_timestamp() + c.lease_timeout END
+        WHERE c.subscription = $1 AND c.member = $2;
+    RETURN moved > 0;
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_ack_shards(text, integer, jsonb, text) IS
+    'Distributed mode: move a member''s per-shard checkpoints forward (shard id -> position; never backwards; false when none moved)';
+
+REVOKE ALL ON evstore.subscription_shard_checkpoints FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    evstore.read_all_shard(bigint, bigint, integer, text[], text[], integer, integer, text[], boolean),
+    evstore.read_all_distributed(jsonb, integer, text[], text[], integer, integer),
+    evstore.checkpoint_advance(jsonb, bigint, bigint),
+    evstore.subscription_vector(text, integer),
+    evstore.subscription_fetch_shards(text, integer, integer, text),
+    evstore.subscription_ack_shards(text, integer, jsonb, text),
+    evstore._subscription_shard_cleanup()
+FROM PUBLIC;
