@@ -2393,6 +2393,8 @@ REVOKE ALL ON FUNCTION
     evstore.pause_projection(text),
     evstore.resume_projection(text),
     evstore.projection_async_status()
+FROM PUBLIC;
+
 -- ==== blue/green rebuilds (0.3.0) ====
 -- A rebuild that fills copies of a projection's read models in a background
 -- worker while the live ones keep serving and being updated, then swaps
@@ -2712,7 +2714,6 @@ REVOKE ALL ON FUNCTION
     evstore.start_rebuild(text, regclass[], integer),
     evstore.cancel_rebuild(text)
 FROM PUBLIC;
-
 
 -- ==== distributed mode (0.3.0) ====
 -- evstore on a Citus cluster: the per-stream tables distributed by

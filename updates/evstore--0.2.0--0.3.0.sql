@@ -1859,6 +1859,7 @@ BEGIN
     END LOOP;
 END
 $do$;
+
 -- ==== blue/green rebuilds (0.3.0) ====
 -- A rebuild that fills copies of a projection's read models in a background
 -- worker while the live ones keep serving and being updated, then swaps
@@ -2178,7 +2179,6 @@ REVOKE ALL ON FUNCTION
     evstore.start_rebuild(text, regclass[], integer),
     evstore.cancel_rebuild(text)
 FROM PUBLIC;
-
 
 -- ==== distributed mode (0.3.0) ====
 -- evstore on a Citus cluster: the per-stream tables distributed by
