@@ -167,7 +167,7 @@ SET ROLE bg_stranger;
 SELECT evstore.start_rebuild('rm');
 RESET ROLE;
 
-\c regression
+\c contrib_regression
 DROP DATABASE proj_bluegreen;
 DROP ROLE bg_reader;
 DROP ROLE bg_stranger;
