@@ -170,7 +170,8 @@ extern void evstore_fence_refuse_on_standby(const char *funcname);
 extern void evstore_fence_wait_begin(void);
 extern void evstore_fence_wait_end(void);
 extern uint64 evstore_fence_wait_counter(void);
-extern bool evstore_fence_wait_for_change(uint64 seen, TimestampTz deadline);
+extern bool evstore_fence_wait_for_change(uint64 seen, TimestampTz not_before,
+										  TimestampTz deadline);
 extern bool evstore_fence_holds_back(void);
 extern int64 evstore_sequence_last_value(Oid seqoid);
 

@@ -53,6 +53,7 @@
 #include "port/atomics.h"
 #include "storage/bufmgr.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/condition_variable.h"
@@ -695,14 +696,17 @@ evstore_fence_horizon(void)
 /*
  * Waiting for the horizon to move (read_all's timeout).
  *
- * A waiter registers in its database's entry ("waiters", then the condition
- * variable's wait list), and only then reads the "ended" counter and
- * computes the horizon.  It sleeps while the counter has not moved; every
+ * A waiter registers in its database's entry ("waiters"), reads the
+ * "ended" counter and computes the horizon; before each sleep it puts itself
+ * in the condition variable's wait list and looks at the counter once more.
+ * It sleeps while the counter has not moved; every
  * appending transaction bumps it after its slot is cleared, that is after
  * its commit or abort is visible to new snapshots, and broadcasts when
  * someone waits.  A wake-up with the counter unchanged (a latch set for
- * another reason) costs one atomic read; one with the counter moved costs a
- * horizon computation, and a scan only when the horizon moved.  The sleep
+ * another reason) costs an atomic read and a re-registration; one with the
+ * counter moved costs a horizon computation, and a scan only when the
+ * horizon moved (at most one per gap the caller gives, however fast
+ * appends end).  The sleep
  * is the condition variable's latch wait: it ends at once on cancellation,
  * termination (CHECK_FOR_INTERRUPTS) and postmaster death.
  */
@@ -763,10 +767,13 @@ evstore_fence_wait_counter(void)
 
 /*
  * Sleep until the "ended" counter differs from seen (true) or deadline
- * passes (false; deadline 0: no limit).
+ * passes (false; deadline 0: no limit).  Not before not_before, though:
+ * when appends end faster than that, the waiter lets them gather and
+ * re-checks once for all of them (it is out of the condition variable's
+ * wait list meanwhile, so they do not signal it either).
  */
 bool
-evstore_fence_wait_for_change(uint64 seen, TimestampTz deadline)
+evstore_fence_wait_for_change(uint64 seen, TimestampTz not_before, TimestampTz deadline)
 {
 	static uint32 wait_event = 0;
 
@@ -774,19 +781,35 @@ evstore_fence_wait_for_change(uint64 seen, TimestampTz deadline)
 		wait_event = evstore_wait_event("EvstoreReadAllWait");
 	for (;;)
 	{
+		TimestampTz now = GetCurrentTimestamp();
 		long		ms = -1;
 
-		if (pg_atomic_read_u64(&wait_db->ended) != seen)
-			return true;
+		if (deadline != 0 && now >= deadline)
+			return false;
 		if (deadline != 0)
-		{
-			TimestampTz now = GetCurrentTimestamp();
-
-			if (now >= deadline)
-				return false;
 			/* round up: a wait never ends before its deadline */
 			ms = (long) Min((deadline - now + 999) / 1000, (TimestampTz) INT_MAX);
+		if (pg_atomic_read_u64(&wait_db->ended) != seen)
+		{
+			long		gap;
+
+			if (now >= not_before)
+				return true;
+			gap = (long) ((not_before - now + 999) / 1000);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 ms < 0 ? gap : Min(gap, ms), wait_event);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			continue;
 		}
+		/*
+		 * Into the wait list (again: a broadcast took us out, and whatever
+		 * reset our latch since, a lock wait of the re-check or the pause
+		 * above, consumed its wake-up), then a last look at the counter.
+		 */
+		ConditionVariablePrepareToSleep(&wait_db->cv);
+		if (pg_atomic_read_u64(&wait_db->ended) != seen)
+			continue;
 		/* true on timeout; otherwise woken (perhaps spuriously): re-check */
 		(void) ConditionVariableTimedSleep(&wait_db->cv, ms, wait_event);
 	}

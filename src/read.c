@@ -515,6 +515,14 @@ wait_timeout_usecs(Interval *iv)
  * horizon and the new one, with a new snapshot: in any isolation level, as
  * every read_all call does.
  */
+/*
+ * When appends end faster than this, a waiter re-checks once per gap for
+ * all of them instead of once each: a commit then waits at most this long
+ * more to be returned, and a busy store wakes each waiter at most 1,000
+ * times a second (see bench/wakeup.sh).
+ */
+#define READ_ALL_RECHECK_GAP_US 1000
+
 static void
 read_all_wait_loop(ReturnSetInfo *rsinfo, ReadAllArgs *a, int64 scanned,
 				   TimestampTz deadline, bool matches_nothing)
@@ -523,6 +531,8 @@ read_all_wait_loop(ReturnSetInfo *rsinfo, ReadAllArgs *a, int64 scanned,
 	MemoryContext recheck = AllocSetContextCreate(CurrentMemoryContext,
 												  "evstore read_all wait",
 												  ALLOCSET_DEFAULT_SIZES);
+
+	TimestampTz checked = 0;
 
 	for (;;)
 	{
@@ -545,8 +555,10 @@ read_all_wait_loop(ReturnSetInfo *rsinfo, ReadAllArgs *a, int64 scanned,
 			MemoryContextReset(recheck);
 			if (emitted > 0)
 				break;
+			checked = GetCurrentTimestamp();
 		}
-		if (!evstore_fence_wait_for_change(seen, deadline))
+		/* at most one re-check per READ_ALL_RECHECK_GAP_US of appends */
+		if (!evstore_fence_wait_for_change(seen, checked + READ_ALL_RECHECK_GAP_US, deadline))
 			break;
 	}
 	MemoryContextDelete(recheck);
