@@ -51,7 +51,7 @@ GRANT EXECUTE ON FUNCTION evstore.append_event(text, text, jsonb, jsonb, bigint,
                           evstore.read_stream(text, bigint, bigint, boolean),
                           evstore.stream_version(text)
       TO evstore_app;
-GRANT EXECUTE ON FUNCTION evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean)
+GRANT EXECUTE ON FUNCTION evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean, interval)
       TO evstore_reader;
 GRANT SELECT ON evstore.events, evstore.streams TO evstore_reader;
 SET ROLE evstore_app;

@@ -98,7 +98,7 @@ CREATE ROLE lc_app;
 GRANT USAGE ON SCHEMA evstore TO lc_app;
 GRANT EXECUTE ON FUNCTION evstore.mark_processed(text, uuid), evstore.load_snapshot(text),
     evstore.create_subscription(text, text[], text[], integer, bigint, interval, integer, interval),
-    evstore.subscription_fetch(text, integer, integer, text),
+    evstore.subscription_fetch(text, integer, integer, text, interval),
     evstore.drop_subscription(text, boolean) TO lc_app;
 SET ROLE lc_app;
 SELECT evstore.mark_processed('lc-app', '018f0000-0000-7000-8000-000000000010');

@@ -244,4 +244,21 @@ evstore_collation_is_c(Oid collid)
 #endif
 }
 
+/*
+ * The wait event a sleep of evstore reports in pg_stat_activity: its own
+ * name from 17 on (wait_event_type "Extension" everywhere), plain
+ * "Extension" before.  Call it in a backend, not in the postmaster.
+ */
+#include "utils/wait_event.h"
+
+static inline uint32
+evstore_wait_event(const char *name)
+{
+#if PG_VERSION_NUM >= 170000
+	return WaitEventExtensionNew(name);
+#else
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
 #endif							/* EVSTORE_COMPAT_H */

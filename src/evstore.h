@@ -201,6 +201,12 @@ extern int64 evstore_fence_next_position_after(int64 floor);
 extern int64 evstore_fence_horizon(void);
 extern int64 evstore_highest_position(Relation heap, Oid position_idx);
 extern void evstore_fence_refuse_on_standby(const char *funcname);
+extern void evstore_fence_wait_begin(void);
+extern void evstore_fence_wait_end(void);
+extern uint64 evstore_fence_wait_counter(void);
+extern bool evstore_fence_wait_for_change(uint64 seen, TimestampTz not_before,
+										  TimestampTz deadline);
+extern bool evstore_fence_holds_back(void);
 extern int64 evstore_sequence_last_value(Oid seqoid);
 
 /* Databases whose positions the fence can track at once (shared memory). */

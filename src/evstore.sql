@@ -172,7 +172,7 @@ CREATE FUNCTION evstore.stream_version(stream_id text) RETURNS bigint
 
 -- evstore.read_all(after_position bigint, max_count integer, categories text[],
 --     event_types text[], group_member integer, group_size integer,
---     category_prefixes text[], include_system boolean)
+--     category_prefixes text[], include_system boolean, timeout interval)
 --     -> SETOF evstore.events
 CREATE FUNCTION evstore.read_all(
     after_position bigint DEFAULT 0,
@@ -182,7 +182,8 @@ CREATE FUNCTION evstore.read_all(
     group_member integer DEFAULT NULL,
     group_size integer DEFAULT NULL,
     category_prefixes text[] DEFAULT NULL,
-    include_system boolean DEFAULT true)
+    include_system boolean DEFAULT true,
+    timeout interval DEFAULT NULL)
 RETURNS SETOF evstore.events
     LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1000
     AS 'MODULE_PATHNAME', 'evstore_read_all';
@@ -213,7 +214,7 @@ REVOKE ALL ON FUNCTION
     evstore.append_events(text, jsonb, bigint),
     evstore.read_stream(text, bigint, bigint, boolean),
     evstore.stream_version(text),
-    evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean),
+    evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean, interval),
     evstore.read_all_horizon(),
     evstore.appenders(),
     evstore.guard_append_only(),
@@ -501,12 +502,13 @@ END
 $fn$;
 
 -- evstore.subscription_fetch(name text, member integer, max_count integer,
---     consumer text) -> SETOF evstore.events
+--     consumer text, timeout interval) -> SETOF evstore.events
 CREATE FUNCTION evstore.subscription_fetch(
     name text,
     member integer DEFAULT 0,
     max_count integer DEFAULT 100,
-    consumer text DEFAULT NULL)
+    consumer text DEFAULT NULL,
+    timeout interval DEFAULT NULL)
 RETURNS SETOF evstore.events
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER ROWS 100
     SET search_path = pg_catalog, pg_temp
@@ -526,6 +528,10 @@ BEGIN
         RAISE EXCEPTION 'consumer is too long'
             USING ERRCODE = 'program_limit_exceeded',
                   DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($4));
+    END IF;
+    -- waiting reads (0.3.0): wait, holding no lock, until there is something
+    IF $5 IS NOT NULL THEN
+        PERFORM evstore._subscription_wait($1, $2, $4, $5);
     END IF;
     -- fast path: our own lease has more than half of its time left, so no
     -- other consumer can take the member; read without locking or writing
@@ -568,8 +574,8 @@ BEGIN
         CASE WHEN r.group_size > 1 THEN r.group_size END);
 END
 $fn$;
-COMMENT ON FUNCTION evstore.subscription_fetch(text, integer, integer, text) IS
-    'Next events of a subscription member after its acknowledged position (never skips; at-least-once); takes or renews the member''s lease for a named consumer';
+COMMENT ON FUNCTION evstore.subscription_fetch(text, integer, integer, text, interval) IS
+    'Next events of a subscription member after its acknowledged position (never skips; at-least-once); takes or renews the member''s lease for a named consumer; with a timeout, waits for events first';
 
 -- evstore.subscription_ack(name text, member integer, position bigint,
 --     consumer text) -> boolean
@@ -839,7 +845,7 @@ REVOKE ALL ON FUNCTION
     evstore.create_subscription(text, text[], text[], integer, bigint, interval, integer, interval),
     evstore.drop_subscription(text, boolean),
     evstore._subscription_member(text, integer),
-    evstore.subscription_fetch(text, integer, integer, text),
+    evstore.subscription_fetch(text, integer, integer, text, interval),
     evstore.subscription_ack(text, integer, bigint, text),
     evstore.subscription_release(text, integer, text),
     evstore.mark_processed(text, uuid),
@@ -3221,4 +3227,101 @@ REVOKE ALL ON FUNCTION
     evstore.subscription_fetch_shards(text, integer, integer, text),
     evstore.subscription_ack_shards(text, integer, jsonb, text),
     evstore._subscription_shard_cleanup()
+FROM PUBLIC;
+
+-- ==== waiting reads (0.3.0) ====
+-- read_all(..., timeout) and subscription_fetch(..., timeout) wait for
+-- events instead of returning nothing (docs/read_all.md#waiting,
+-- docs/subscriptions.md#waiting-instead-of-polling).
+
+-- Wait, holding no lock, until subscription_fetch has something to return
+-- for this member: an event past its acknowledged position that read_all
+-- would return, or (when another consumer holds the member's lease) the end
+-- of that lease; at most "timeout".  Capped at the caller's own lease, so a
+-- named consumer that waits keeps its lease (its next fetch renews it).
+-- evstore._subscription_wait(name text, member integer, consumer text,
+--     timeout interval) -> void
+CREATE FUNCTION evstore._subscription_wait(
+    name text, member integer, consumer text, timeout interval)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+    w interval := $4;
+    due interval;
+    deadline timestamptz;
+    pos bigint;
+    last bigint;
+    free boolean;
+BEGIN
+    IF w < interval '0' THEN
+        RAISE EXCEPTION 'timeout must be >= 0 or NULL, not %', w
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF w = interval '0' THEN
+        RETURN;
+    END IF;
+    SELECT * INTO r FROM evstore.subscription_checkpoints c
+        WHERE c.subscription = $1 AND c.member = $2;
+    IF NOT FOUND THEN
+        RETURN;                 -- subscription_fetch raises the error
+    END IF;
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp() THEN
+        IF r.consumer IS DISTINCT FROM $3 THEN
+            -- another consumer's lease: nothing for us before it ends (a
+            -- time, not an event: a plain sleep, interruptible)
+            PERFORM pg_catalog.pg_sleep(extract(epoch FROM
+                least(w, r.lease_until - pg_catalog.clock_timestamp())));
+            RETURN;
+        END IF;
+        w := least(w, r.lease_until - pg_catalog.clock_timestamp());
+        IF w <= interval '0' THEN
+            RETURN;
+        END IF;
+    END IF;
+    IF NOT EXISTS (SELECT FROM evstore.subscription_holds h
+                   WHERE h.subscription = $1 AND h.member = $2) THEN
+        PERFORM FROM evstore.read_all(r.acked_position, 1, r.categories, r.event_types,
+            CASE WHEN r.group_size > 1 THEN r.member END,
+            CASE WHEN r.group_size > 1 THEN r.group_size END,
+            timeout => w);
+        RETURN;
+    END IF;
+    -- streams held back (failure handling): a retry that is due is
+    -- something to return; otherwise wait until the next retry is due, at
+    -- most, for an event that is not held back (held ones are stepped over)
+    IF EXISTS (SELECT FROM evstore.subscription_holds h
+               WHERE h.subscription = $1 AND h.member = $2
+                 AND h.state = 'retry' AND h.retry_at <= pg_catalog.clock_timestamp()) THEN
+        RETURN;
+    END IF;
+    SELECT least(w, pg_catalog.min(h.retry_at) - pg_catalog.clock_timestamp()) INTO due
+        FROM evstore.subscription_holds h
+        WHERE h.subscription = $1 AND h.member = $2 AND h.state = 'retry';
+    deadline := pg_catalog.clock_timestamp() + coalesce(due, w);
+    pos := r.acked_position;
+    LOOP
+        w := deadline - pg_catalog.clock_timestamp();
+        EXIT WHEN w <= interval '0';
+        SELECT pg_catalog.max(e.global_position),
+               pg_catalog.bool_or(NOT EXISTS (
+                   SELECT FROM evstore.subscription_holds h
+                   WHERE h.subscription = $1 AND h.member = $2 AND h.stream_id = e.stream_id
+                     AND ((h.state <> 'skipped' AND e.global_position >= h.global_position)
+                          OR e.global_position <= h.skipped_through)))
+            INTO last, free
+            FROM evstore.read_all(pos, 100, r.categories, r.event_types,
+                CASE WHEN r.group_size > 1 THEN r.member END,
+                CASE WHEN r.group_size > 1 THEN r.group_size END,
+                timeout => w) e;
+        EXIT WHEN last IS NULL OR free;
+        pos := last;
+    END LOOP;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION
+    evstore._subscription_wait(text, integer, text, interval)
 FROM PUBLIC;

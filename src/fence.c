@@ -53,14 +53,17 @@
 #include "port/atomics.h"
 #include "storage/bufmgr.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
+#include "storage/condition_variable.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 /*
  * One backend's slot.  Only its backend writes it: the database first,
@@ -85,6 +88,10 @@ typedef struct FenceDatabase
 	Oid			seqoid;			/* its evstore.global_position_seq */
 	pg_atomic_uint64 high;		/* highest position stored or horizon computed */
 	pg_atomic_uint64 horizon;	/* highest horizon read_all returned */
+	/* waiting read_all calls (read_all's timeout): see evstore_fence_wait_* */
+	pg_atomic_uint64 ended;		/* appending (sub)transactions that ended */
+	pg_atomic_uint32 waiters;	/* backends waiting on cv */
+	ConditionVariable cv;		/* broadcast when "ended" grows and waiters > 0 */
 } FenceDatabase;
 
 typedef struct FenceShared
@@ -144,6 +151,9 @@ evstore_fence_shmem_startup(void)
 			fence->dbs[i].seqoid = InvalidOid;
 			pg_atomic_init_u64(&fence->dbs[i].high, 0);
 			pg_atomic_init_u64(&fence->dbs[i].horizon, 0);
+			pg_atomic_init_u64(&fence->dbs[i].ended, 0);
+			pg_atomic_init_u32(&fence->dbs[i].waiters, 0);
+			ConditionVariableInit(&fence->dbs[i].cv);
 		}
 		for (int i = 0; i < MaxBackends; i++)
 		{
@@ -268,6 +278,25 @@ fence_database(Oid seqoid)
 	return db;
 }
 
+/*
+ * Our bound is gone: read_all's horizon may have moved.  Count the end and
+ * wake the backends waiting in read_all (evstore_fence_wait_*), if any.  The
+ * counter's atomic add is a full barrier between our cleared slot and the
+ * read of "waiters"; a waiter adds itself to "waiters" (another full
+ * barrier) before it reads the counter and the slots, so either it sees our
+ * cleared slot, or we see it and broadcast.  With nobody waiting, an
+ * appender pays one atomic add.
+ */
+static void
+fence_wake_waiters(void)
+{
+	if (my_db == NULL)
+		return;
+	(void) pg_atomic_fetch_add_u64(&my_db->ended, 1);
+	if (pg_atomic_read_u32(&my_db->waiters) > 0)
+		ConditionVariableBroadcast(&my_db->cv);
+}
+
 static void
 fence_clear(void)
 {
@@ -279,6 +308,7 @@ fence_clear(void)
 		slot->pid = 0;
 		pg_memory_barrier();
 		fence_published = false;
+		fence_wake_waiters();
 	}
 	fence_level = 0;
 	fence_max_drawn = 0;
@@ -726,6 +756,135 @@ evstore_fence_horizon(void)
 
 	/* a horizon once returned stays safe: never go below it */
 	return (int64) atomic_raise(&db->horizon, (uint64) horizon);
+}
+
+/*
+ * Waiting for the horizon to move (read_all's timeout).
+ *
+ * A waiter registers in its database's entry ("waiters"), reads the
+ * "ended" counter and computes the horizon; before each sleep it puts itself
+ * in the condition variable's wait list and looks at the counter once more.
+ * It sleeps while the counter has not moved; every
+ * appending transaction bumps it after its slot is cleared, that is after
+ * its commit or abort is visible to new snapshots, and broadcasts when
+ * someone waits.  A wake-up with the counter unchanged (a latch set for
+ * another reason) costs an atomic read and a re-registration; one with the
+ * counter moved costs a horizon computation, and a scan only when the
+ * horizon moved (at most one per gap the caller gives, however fast
+ * appends end).  The sleep
+ * is the condition variable's latch wait: it ends at once on cancellation,
+ * termination (CHECK_FOR_INTERRUPTS) and postmaster death.
+ */
+static FenceDatabase *wait_db = NULL;
+static int	wait_depth = 0;		/* registrations of this backend in wait_db */
+static bool wait_exit_registered = false;
+
+static void
+fence_wait_exit(int code, Datum arg)
+{
+	/* a FATAL error (termination) left a wait without its PG_FINALLY */
+	if (wait_depth > 0 && wait_db != NULL)
+		(void) pg_atomic_fetch_sub_u32(&wait_db->waiters, wait_depth);
+	wait_depth = 0;
+}
+
+/*
+ * Register as a waiter of this database; after evstore_fence_horizon() (it
+ * attaches the entry).  Pair with evstore_fence_wait_end(), also on error.
+ */
+void
+evstore_fence_wait_begin(void)
+{
+	if (my_db == NULL)
+		elog(ERROR, "evstore: wait before the fence horizon was read");
+	if (!wait_exit_registered)
+	{
+		before_shmem_exit(fence_wait_exit, (Datum) 0);
+		wait_exit_registered = true;
+	}
+	if (wait_depth > 0 && wait_db != my_db)
+		elog(ERROR, "evstore: nested waits on two fence entries");
+	wait_db = my_db;
+	wait_depth++;
+	(void) pg_atomic_fetch_add_u32(&wait_db->waiters, 1);
+	ConditionVariablePrepareToSleep(&wait_db->cv);
+}
+
+void
+evstore_fence_wait_end(void)
+{
+	if (wait_depth == 0)
+		return;
+	ConditionVariableCancelSleep();
+	(void) pg_atomic_fetch_sub_u32(&wait_db->waiters, 1);
+	wait_depth--;
+}
+
+/* The "ended" counter, read before the horizon it is compared against. */
+uint64
+evstore_fence_wait_counter(void)
+{
+	uint64		v = pg_atomic_read_u64(&wait_db->ended);
+
+	pg_memory_barrier();
+	return v;
+}
+
+/*
+ * Sleep until the "ended" counter differs from seen (true) or deadline
+ * passes (false; deadline 0: no limit).  Not before not_before, though:
+ * when appends end faster than that, the waiter lets them gather and
+ * re-checks once for all of them (it is out of the condition variable's
+ * wait list meanwhile, so they do not signal it either).
+ */
+bool
+evstore_fence_wait_for_change(uint64 seen, TimestampTz not_before, TimestampTz deadline)
+{
+	static uint32 wait_event = 0;
+
+	if (wait_event == 0)
+		wait_event = evstore_wait_event("EvstoreReadAllWait");
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		long		ms = -1;
+
+		if (deadline != 0 && now >= deadline)
+			return false;
+		if (deadline != 0)
+			/* round up: a wait never ends before its deadline */
+			ms = (long) Min((deadline - now + 999) / 1000, (TimestampTz) INT_MAX);
+		if (pg_atomic_read_u64(&wait_db->ended) != seen)
+		{
+			long		gap;
+
+			if (now >= not_before)
+				return true;
+			gap = (long) ((not_before - now + 999) / 1000);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 ms < 0 ? gap : Min(gap, ms), wait_event);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		/*
+		 * Into the wait list (again: a broadcast took us out, and whatever
+		 * reset our latch since, a lock wait of the re-check or the pause
+		 * above, consumed its wake-up), then a last look at the counter.
+		 */
+		ConditionVariablePrepareToSleep(&wait_db->cv);
+		if (pg_atomic_read_u64(&wait_db->ended) != seen)
+			continue;
+		/* true on timeout; otherwise woken (perhaps spuriously): re-check */
+		(void) ConditionVariableTimedSleep(&wait_db->cv, ms, wait_event);
+	}
+}
+
+/* Whether this transaction holds read_all back (an append in flight). */
+bool
+evstore_fence_holds_back(void)
+{
+	return fence_published;
 }
 
 PG_FUNCTION_INFO_V1(evstore_read_all_horizon);

@@ -31,8 +31,12 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include <math.h>
 
 PG_FUNCTION_INFO_V1(evstore_read_stream);
 
@@ -355,7 +359,7 @@ categories_with_prefixes(Relation heap, Relation index, Snapshot snapshot,
 	return result;
 }
 
-static void
+static int
 read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 {
 	Relation	heap;
@@ -441,6 +445,7 @@ read_all_scan(ReturnSetInfo *rsinfo, const ReadAllArgs *a)
 	table_close(heap, AccessShareLock);
 	UnregisterSnapshot(snapshot);
 	evstore_stats_count(EVSTORE_STAT_READ_ALL_EVENTS, emitted);
+	return emitted;
 }
 
 static int
@@ -569,24 +574,130 @@ read_all_args(FunctionCallInfo fcinfo, int off, ReadAllArgs *a)
 	return true;
 }
 
+/*
+ * read_all's timeout, in microseconds: 0 = do not wait, -1 = no limit
+ * (more than a century, or an infinite interval).  A month counts 30 days.
+ */
+static int64
+wait_timeout_usecs(Interval *iv)
+{
+	double		us = (double) iv->time +
+		((double) iv->month * DAYS_PER_MONTH + (double) iv->day) * (double) USECS_PER_DAY;
+
+	if (us < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must be >= 0 or NULL, not %s",
+						DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)))),
+				 errhint("NULL or 0 returns at once; a positive interval waits up to that long for an event.")));
+	if (us >= 100.0 * DAYS_PER_YEAR * USECS_PER_DAY)
+		return -1;
+	return (int64) ceil(us);
+}
+
+/*
+ * Wait until read_all would return an event, then return it (with those
+ * after it, up to max_count), or return nothing at the deadline.  Events at
+ * or below a horizon already scanned were all visible to that scan and
+ * matched no filter, so each re-check scans only what lies between the last
+ * horizon and the new one, with a new snapshot: in any isolation level, as
+ * every read_all call does.
+ */
+/*
+ * When appends end faster than this, a waiter re-checks once per gap for
+ * all of them instead of once each: a commit then waits at most this long
+ * more to be returned, and a busy store wakes each waiter at most 1,000
+ * times a second (see bench/wakeup.sh).
+ */
+#define READ_ALL_RECHECK_GAP_US 1000
+
+static void
+read_all_wait_loop(ReturnSetInfo *rsinfo, ReadAllArgs *a, int64 scanned,
+				   TimestampTz deadline, bool matches_nothing)
+{
+	/* what a re-check allocates is freed before the next one */
+	MemoryContext recheck = AllocSetContextCreate(CurrentMemoryContext,
+												  "evstore read_all wait",
+												  ALLOCSET_DEFAULT_SIZES);
+
+	TimestampTz checked = 0;
+
+	for (;;)
+	{
+		uint64		seen = evstore_fence_wait_counter();
+
+		if (!matches_nothing)
+		{
+			MemoryContext old = MemoryContextSwitchTo(recheck);
+			int64		horizon = evstore_fence_horizon();
+			int			emitted = 0;
+
+			if (horizon > scanned)
+			{
+				a->after = scanned;
+				a->horizon = horizon;
+				emitted = read_all_scan(rsinfo, a);
+				scanned = horizon;
+			}
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(recheck);
+			if (emitted > 0)
+				break;
+			checked = GetCurrentTimestamp();
+		}
+		/* at most one re-check per READ_ALL_RECHECK_GAP_US of appends */
+		if (!evstore_fence_wait_for_change(seen, checked + READ_ALL_RECHECK_GAP_US, deadline))
+			break;
+	}
+	MemoryContextDelete(recheck);
+}
+
+static void
+read_all_wait(ReturnSetInfo *rsinfo, ReadAllArgs *a, int64 scanned,
+			  TimestampTz deadline, bool matches_nothing)
+{
+	evstore_fence_wait_begin();
+	PG_TRY();
+	{
+		read_all_wait_loop(rsinfo, a, scanned, deadline, matches_nothing);
+	}
+	PG_FINALLY();
+	{
+		evstore_fence_wait_end();
+	}
+	PG_END_TRY();
+}
+
 PG_FUNCTION_INFO_V1(evstore_read_all);
 
-/* evstore.read_all(after_position bigint, max_count integer, categories text[], event_types text[], group_member integer, group_size integer, category_prefixes text[], include_system boolean) -> SETOF evstore.events */
+/* evstore.read_all(after_position bigint, max_count integer, categories text[], event_types text[], group_member integer, group_size integer, category_prefixes text[], include_system boolean, timeout interval) -> SETOF evstore.events */
 Datum
 evstore_read_all(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	const EvstoreCatalog *cat;
 	ReadAllArgs a;
-	bool		any;
+	bool		matches_nothing;
+	int64		wait_us = 0;
+	TimestampTz deadline = 0;
 
-	any = read_all_args(fcinfo, 0, &a);
+	matches_nothing = !read_all_args(fcinfo, 0, &a);
+	/* a call through an 8-argument signature (0.3.0's filters) has no timeout */
+	if (PG_NARGS() >= 9 && !PG_ARGISNULL(8))
+		wait_us = wait_timeout_usecs(PG_GETARG_INTERVAL_P(8));
 	InitMaterializedSRF(fcinfo, 0);
 	evstore_stats_count(EVSTORE_STAT_READ_ALL_CALLS, 1);
-	if (!any)
+	/* without a timeout, a filter that matches nothing returns at once */
+	if (matches_nothing && wait_us == 0)
 		return (Datum) 0;
 
 	evstore_fence_refuse_on_standby("evstore.read_all()");
+	if (wait_us != 0 && evstore_fence_holds_back())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("evstore.read_all() cannot wait in a transaction that has appended events"),
+				 errdetail("Until it ends, this transaction holds read_all back below its own first event, so a wait could not see the events appended after it."),
+				 errhint("Commit (or roll back) the appends before waiting, or call it without a timeout.")));
 
 	cat = evstore_catalog();
 	a.rels.heap = cat->events_rel;
@@ -594,9 +705,13 @@ evstore_read_all(PG_FUNCTION_ARGS)
 	a.rels.category_idx = cat->events_category_idx;
 	a.rels.bucket_idx = cat->events_bucket_idx;
 	a.horizon = evstore_fence_horizon();
-	if (a.horizon <= a.after)
+	if (!matches_nothing && a.horizon > a.after && read_all_scan(rsinfo, &a) > 0)
 		return (Datum) 0;
-	read_all_scan(rsinfo, &a);
+	if (wait_us == 0)
+		return (Datum) 0;
+	if (wait_us > 0)
+		deadline = GetCurrentTimestamp() + wait_us;
+	read_all_wait(rsinfo, &a, Max(a.after, a.horizon), deadline, matches_nothing);
 	return (Datum) 0;
 }
 

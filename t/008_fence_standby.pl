@@ -37,6 +37,8 @@ sub sqlstate_on
 
 is(sqlstate_on($standby, 'SELECT evstore.read_all_horizon()'), '0A000', 'read_all_horizon() refused on the standby');
 is(sqlstate_on($standby, 'SELECT count(*) FROM evstore.read_all(0)'), '0A000', 'read_all refused on the standby');
+is(sqlstate_on($standby, q{SELECT count(*) FROM evstore.read_all(3, timeout => '1 hour')}), '0A000',
+	'a waiting read_all is refused on the standby at once');
 my ($ret, $out, $err) = $standby->psql('postgres', 'SELECT evstore.read_all_horizon()');
 like($err, qr/evstore\.read_all_horizon\(\) is not available on a standby/, 'the error names the function');
 is(sqlstate_on($primary, 'SELECT evstore.read_all_horizon()'), 'ok', 'read_all_horizon() works on the primary');

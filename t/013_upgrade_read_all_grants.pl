@@ -1,8 +1,9 @@
-# The 0.3.0 update gives read_all two new parameters, which drops the old
-# function with its grants: the update warns with the GRANT to repeat, for
-# each role that had one, and read_all keeps working for calls with the old
-# arguments.  The create functions of projections get an async argument:
-# their grants are carried over.
+# The 0.3.0 update gives read_all three new parameters and
+# subscription_fetch one, which drops the old functions with their grants:
+# the update warns with the GRANT to repeat, for each role that had one, and
+# read_all keeps working for calls with the old arguments.  The create
+# functions of projections get an async argument: their grants are carried
+# over.
 use strict;
 use warnings;
 use lib 't';
@@ -22,6 +23,7 @@ $node->safe_psql('postgres', q{
 	GRANT EXECUTE ON FUNCTION evstore.create_projection(text, regprocedure, text[], text[], regprocedure),
 	    evstore.create_sync_projection(text, regclass, name, text, text[], text[], jsonb, text[]),
 	    evstore.projection_stats() TO modeller;
+	GRANT EXECUTE ON FUNCTION evstore.subscription_fetch(text, integer, integer, text) TO reader;
 	SELECT evstore.append_event('order-1', 'OrderPlaced', '{}');
 	SELECT evstore.delete_stream('order-1');
 });
@@ -29,8 +31,12 @@ my ($rc, $out, $err) = $node->psql('postgres', 'ALTER EXTENSION evstore UPDATE')
 is($rc, 0, 'the update runs');
 like($err, qr/WARNING:  evstore\.read_all\(\) has a new signature: EXECUTE granted to reader is dropped/,
 	'it warns about the grant it drops');
-like($err, qr/GRANT EXECUTE ON FUNCTION evstore\.read_all\(bigint, integer, text\[\], text\[\], integer, integer, text\[\], boolean\) TO reader;/,
+like($err, qr/GRANT EXECUTE ON FUNCTION evstore\.read_all\(bigint, integer, text\[\], text\[\], integer, integer, text\[\], boolean, interval\) TO reader;/,
 	'and says what to run');
+like($err, qr/WARNING:  evstore\.subscription_fetch\(\) has a new signature: EXECUTE granted to reader is dropped/,
+	'it warns about the subscription_fetch grant too');
+like($err, qr/GRANT EXECUTE ON FUNCTION evstore\.subscription_fetch\(text, integer, integer, text, interval\) TO reader;/,
+	'with the GRANT of the new signature');
 ($rc, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM evstore.read_all()', extra_params => [ '-U', 'reader' ]);
 like($err, qr/permission denied for function read_all/, 'the grant is gone');
 $node->safe_psql('postgres', 'GRANT EXECUTE ON FUNCTION evstore.read_all TO reader');

@@ -681,7 +681,7 @@ BEGIN
           AND a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE'
     LOOP
         RAISE WARNING 'evstore.read_all() has a new signature: EXECUTE granted to % is dropped with the old one', g.grantee
-            USING HINT = format('After the update, run: GRANT EXECUTE ON FUNCTION evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean) TO %s;', g.grantee);
+            USING HINT = format('After the update, run: GRANT EXECUTE ON FUNCTION evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean, interval) TO %s;', g.grantee);
     END LOOP;
 END
 $do$;
@@ -2705,4 +2705,234 @@ REVOKE ALL ON FUNCTION
     evstore.subscription_fetch_shards(text, integer, integer, text),
     evstore.subscription_ack_shards(text, integer, jsonb, text),
     evstore._subscription_shard_cleanup()
+FROM PUBLIC;
+
+-- ==== waiting reads (0.3.0) ====
+-- read_all and subscription_fetch gain a trailing "timeout interval"
+-- (docs/read_all.md#waiting, docs/subscriptions.md#waiting-instead-of-polling).
+-- A new parameter means a new signature: both are dropped and created
+-- again, which loses their grants; say which ones to give again.  Nothing
+-- in the extension depends on them (subscription_fetch calls read_all by
+-- name, resolved when it runs).
+DO $do$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN
+        SELECT f.old, f.new,
+               CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                    ELSE pg_catalog.quote_ident(r.rolname) END AS grantee
+        FROM (VALUES
+                ('evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean)',
+                 'evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean, interval)'),
+                ('evstore.subscription_fetch(text, integer, integer, text)',
+                 'evstore.subscription_fetch(text, integer, integer, text, interval)')) AS f(old, new),
+             pg_catalog.pg_proc p,
+             pg_catalog.aclexplode(p.proacl) a
+             LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        WHERE p.oid = f.old::pg_catalog.regprocedure
+          AND a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE'
+    LOOP
+        RAISE WARNING '% has a new signature: EXECUTE granted to % is dropped with the old one',
+                pg_catalog.split_part(g.old, '(', 1) || '()', g.grantee
+            USING HINT = format('After the update, run: GRANT EXECUTE ON FUNCTION %s TO %s;', g.new, g.grantee);
+    END LOOP;
+END
+$do$;
+
+DROP FUNCTION evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean);
+DROP FUNCTION evstore.subscription_fetch(text, integer, integer, text);
+
+-- evstore.read_all(after_position bigint, max_count integer, categories text[],
+--     event_types text[], group_member integer, group_size integer,
+--     category_prefixes text[], include_system boolean, timeout interval)
+--     -> SETOF evstore.events
+CREATE FUNCTION evstore.read_all(
+    after_position bigint DEFAULT 0,
+    max_count integer DEFAULT 1000,
+    categories text[] DEFAULT NULL,
+    event_types text[] DEFAULT NULL,
+    group_member integer DEFAULT NULL,
+    group_size integer DEFAULT NULL,
+    category_prefixes text[] DEFAULT NULL,
+    include_system boolean DEFAULT true,
+    timeout interval DEFAULT NULL)
+RETURNS SETOF evstore.events
+    LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1000
+    AS 'MODULE_PATHNAME', 'evstore_read_all';
+
+REVOKE ALL ON FUNCTION
+    evstore.read_all(bigint, integer, text[], text[], integer, integer, text[], boolean, interval)
+FROM PUBLIC;
+
+-- evstore.subscription_fetch(name text, member integer, max_count integer,
+--     consumer text, timeout interval) -> SETOF evstore.events
+CREATE FUNCTION evstore.subscription_fetch(
+    name text,
+    member integer DEFAULT 0,
+    max_count integer DEFAULT 100,
+    consumer text DEFAULT NULL,
+    timeout interval DEFAULT NULL)
+RETURNS SETOF evstore.events
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER ROWS 100
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+BEGIN
+    IF $3 IS NULL OR $3 <= 0 THEN
+        RAISE EXCEPTION 'max_count must be > 0, not %', coalesce($3::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $4 = '' THEN
+        RAISE EXCEPTION 'consumer must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_catalog.octet_length($4) > 1024 THEN
+        RAISE EXCEPTION 'consumer is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($4));
+    END IF;
+    -- waiting reads (0.3.0): wait, holding no lock, until there is something
+    IF $5 IS NOT NULL THEN
+        PERFORM evstore._subscription_wait($1, $2, $4, $5);
+    END IF;
+    -- fast path: our own lease has more than half of its time left, so no
+    -- other consumer can take the member; read without locking or writing
+    IF $4 IS NOT NULL THEN
+        SELECT * INTO r FROM evstore.subscription_checkpoints c
+            WHERE c.subscription = $1 AND c.member = $2;
+        IF FOUND AND r.consumer = $4
+           AND r.lease_until - r.lease_timeout / 2 > pg_catalog.clock_timestamp() THEN
+            IF EXISTS (SELECT FROM evstore.subscription_holds h
+                       WHERE h.subscription = $1 AND h.member = $2) THEN
+                RETURN QUERY SELECT * FROM evstore._subscription_fetch_held(r, $3);
+                RETURN;
+            END IF;
+            RETURN QUERY SELECT * FROM evstore.read_all(r.acked_position, $3, r.categories,
+                r.event_types,
+                CASE WHEN r.group_size > 1 THEN r.member END,
+                CASE WHEN r.group_size > 1 THEN r.group_size END);
+            RETURN;
+        END IF;
+    END IF;
+    r := evstore._subscription_member($1, $2);
+    -- another consumer holds this member's lease: nothing for us
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
+       AND r.consumer IS DISTINCT FROM $4 THEN
+        RETURN;
+    END IF;
+    IF $4 IS NOT NULL THEN
+        UPDATE evstore.subscription_checkpoints c
+            SET consumer = $4, lease_until = pg_catalog.clock_timestamp() + r.lease_timeout
+            WHERE c.subscription = $1 AND c.member = $2;
+    END IF;
+    -- failure handling: streams held back behind a failed event (docs/subscriptions.md)
+    IF EXISTS (SELECT FROM evstore.subscription_holds h
+               WHERE h.subscription = $1 AND h.member = $2) THEN
+        RETURN QUERY SELECT * FROM evstore._subscription_fetch_held(r, $3);
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM evstore.read_all(r.acked_position, $3, r.categories, r.event_types,
+        CASE WHEN r.group_size > 1 THEN r.member END,
+        CASE WHEN r.group_size > 1 THEN r.group_size END);
+END
+$fn$;
+COMMENT ON FUNCTION evstore.subscription_fetch(text, integer, integer, text, interval) IS
+    'Next events of a subscription member after its acknowledged position (never skips; at-least-once); takes or renews the member''s lease for a named consumer; with a timeout, waits for events first';
+
+REVOKE ALL ON FUNCTION
+    evstore.subscription_fetch(text, integer, integer, text, interval)
+FROM PUBLIC;
+
+-- Wait, holding no lock, until subscription_fetch has something to return
+-- for this member: an event past its acknowledged position that read_all
+-- would return, or (when another consumer holds the member's lease) the end
+-- of that lease; at most "timeout".  Capped at the caller's own lease, so a
+-- named consumer that waits keeps its lease (its next fetch renews it).
+-- evstore._subscription_wait(name text, member integer, consumer text,
+--     timeout interval) -> void
+CREATE FUNCTION evstore._subscription_wait(
+    name text, member integer, consumer text, timeout interval)
+RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+DECLARE
+    r evstore.subscription_checkpoints;
+    w interval := $4;
+    due interval;
+    deadline timestamptz;
+    pos bigint;
+    last bigint;
+    free boolean;
+BEGIN
+    IF w < interval '0' THEN
+        RAISE EXCEPTION 'timeout must be >= 0 or NULL, not %', w
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF w = interval '0' THEN
+        RETURN;
+    END IF;
+    SELECT * INTO r FROM evstore.subscription_checkpoints c
+        WHERE c.subscription = $1 AND c.member = $2;
+    IF NOT FOUND THEN
+        RETURN;                 -- subscription_fetch raises the error
+    END IF;
+    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp() THEN
+        IF r.consumer IS DISTINCT FROM $3 THEN
+            -- another consumer's lease: nothing for us before it ends (a
+            -- time, not an event: a plain sleep, interruptible)
+            PERFORM pg_catalog.pg_sleep(extract(epoch FROM
+                least(w, r.lease_until - pg_catalog.clock_timestamp())));
+            RETURN;
+        END IF;
+        w := least(w, r.lease_until - pg_catalog.clock_timestamp());
+        IF w <= interval '0' THEN
+            RETURN;
+        END IF;
+    END IF;
+    IF NOT EXISTS (SELECT FROM evstore.subscription_holds h
+                   WHERE h.subscription = $1 AND h.member = $2) THEN
+        PERFORM FROM evstore.read_all(r.acked_position, 1, r.categories, r.event_types,
+            CASE WHEN r.group_size > 1 THEN r.member END,
+            CASE WHEN r.group_size > 1 THEN r.group_size END,
+            timeout => w);
+        RETURN;
+    END IF;
+    -- streams held back (failure handling): a retry that is due is
+    -- something to return; otherwise wait until the next retry is due, at
+    -- most, for an event that is not held back (held ones are stepped over)
+    IF EXISTS (SELECT FROM evstore.subscription_holds h
+               WHERE h.subscription = $1 AND h.member = $2
+                 AND h.state = 'retry' AND h.retry_at <= pg_catalog.clock_timestamp()) THEN
+        RETURN;
+    END IF;
+    SELECT least(w, pg_catalog.min(h.retry_at) - pg_catalog.clock_timestamp()) INTO due
+        FROM evstore.subscription_holds h
+        WHERE h.subscription = $1 AND h.member = $2 AND h.state = 'retry';
+    deadline := pg_catalog.clock_timestamp() + coalesce(due, w);
+    pos := r.acked_position;
+    LOOP
+        w := deadline - pg_catalog.clock_timestamp();
+        EXIT WHEN w <= interval '0';
+        SELECT pg_catalog.max(e.global_position),
+               pg_catalog.bool_or(NOT EXISTS (
+                   SELECT FROM evstore.subscription_holds h
+                   WHERE h.subscription = $1 AND h.member = $2 AND h.stream_id = e.stream_id
+                     AND ((h.state <> 'skipped' AND e.global_position >= h.global_position)
+                          OR e.global_position <= h.skipped_through)))
+            INTO last, free
+            FROM evstore.read_all(pos, 100, r.categories, r.event_types,
+                CASE WHEN r.group_size > 1 THEN r.member END,
+                CASE WHEN r.group_size > 1 THEN r.group_size END,
+                timeout => w) e;
+        EXIT WHEN last IS NULL OR free;
+        pos := last;
+    END LOOP;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION
+    evstore._subscription_wait(text, integer, text, interval)
 FROM PUBLIC;
