@@ -657,6 +657,9 @@ evstore_fence_next_position(void)
 	return position;
 }
 
+/* evstore_fence_next_position_after(): a jump shorter than this is drawn */
+#define EVSTORE_POSITION_JUMP_MIN_STEPS 64
+
 /*
  * Distributed mode: the next position for the first event of an append to
  * a stream whose last event is at position floor.  After a shard move the
@@ -669,12 +672,14 @@ int64
 evstore_fence_next_position_after(int64 floor)
 {
 	int64		position = evstore_fence_next_position();
+	bool		jump_locked = false;
 
-	if (unlikely(position <= floor))
+	while (unlikely(position <= floor))
 	{
 		Oid			seqoid = evstore_catalog()->position_seq;
 		HeapTuple	tup;
 		int64		stride;
+		int64		steps;
 		Oid			owner;
 		Oid			save_userid;
 		int			save_sec_context;
@@ -686,20 +691,46 @@ evstore_fence_next_position_after(int64 floor)
 		ReleaseSysCache(tup);
 		if (stride < 1)
 			stride = 1;
-		position += ((floor - position) / stride + 1) * stride;
-		/* as the sequence's owner: appenders need no UPDATE right on it */
-		tup = SearchSysCache1(RELOID, ObjectIdGetDatum(seqoid));
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "evstore: cache lookup failed for relation %u", seqoid);
-		owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-		ReleaseSysCache(tup);
-		GetUserIdAndSecContext(&save_userid, &save_sec_context);
-		SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-		(void) DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seqoid),
-								   Int64GetDatum(position), BoolGetDatum(true));
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-		if (position > fence_max_drawn)
-			fence_max_drawn = position;
+		/* draws of the sequence it takes to pass floor */
+		steps = (floor - position) / stride + 1;
+
+		/*
+		 * setval() is not a compare-and-set: a concurrent appender that drew
+		 * above its target since our draw would be moved back over, and its
+		 * position drawn again.  Short distances are therefore drawn one by
+		 * one (every nextval is unique); only a long jump, which no number
+		 * of concurrent draws could overtake in the moment between our draw
+		 * and the setval, sets the sequence, to just below floor.
+		 */
+		if (steps > EVSTORE_POSITION_JUMP_MIN_STEPS && !jump_locked)
+		{
+			/*
+			 * Two jumps at once could still cross (the lower one set last):
+			 * jumps take turns, until the end of the transaction, and draw
+			 * again after the turn came (an earlier jump may have passed
+			 * floor already).
+			 */
+			LockDatabaseObject(RelationRelationId, seqoid, 1, ExclusiveLock);
+			jump_locked = true;
+			position = evstore_fence_next_position();
+			continue;
+		}
+		if (steps > EVSTORE_POSITION_JUMP_MIN_STEPS)
+		{
+			/* as the sequence's owner: appenders need no UPDATE right on it */
+			tup = SearchSysCache1(RELOID, ObjectIdGetDatum(seqoid));
+			if (!HeapTupleIsValid(tup))
+				elog(ERROR, "evstore: cache lookup failed for relation %u", seqoid);
+			owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+			ReleaseSysCache(tup);
+			GetUserIdAndSecContext(&save_userid, &save_sec_context);
+			SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+			(void) DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seqoid),
+									   Int64GetDatum(position + (steps - 1) * stride),
+									   BoolGetDatum(true));
+			SetUserIdAndSecContext(save_userid, save_sec_context);
+		}
+		position = evstore_fence_next_position();
 	}
 	return position;
 }
