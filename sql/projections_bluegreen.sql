@@ -72,7 +72,7 @@ SELECT count(*) AS differences FROM (
 SELECT obj_description('rm'::regclass, 'pg_class') AS comment,
        col_description('rm'::regclass, 3) AS column_comment,
        (SELECT string_agg(indexrelid::regclass::text, ', ' ORDER BY 1) FROM pg_index WHERE indrelid = 'rm'::regclass) AS indexes,
-       (SELECT string_agg(conname, ', ' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'rm'::regclass) AS constraints,
+       (SELECT string_agg(conname, ', ' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'rm'::regclass AND contype <> 'n') AS constraints,
        has_table_privilege('bg_reader', 'rm', 'SELECT') AS reader_select,
        has_column_privilege('bg_reader', 'rm', 'status', 'UPDATE') AS reader_update_status,
        relrowsecurity AS rls,
