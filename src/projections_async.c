@@ -886,6 +886,49 @@ proj_async_attach(const char *name)
 					  1, types, values, NULL);
 }
 
+/*
+ * For evstore.rebuild_projection() and a blue/green swap of an async
+ * projection: lock its checkpoint row.  The worker locks it for each batch,
+ * so a batch in flight ends first and the next one waits for the rebuild's
+ * transaction; after it, the worker reads the checkpoint the rebuild set.
+ */
+void
+proj_async_lock_checkpoint(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(psprintf("projection:%s", name));
+	if (proj_catalog_exec("SELECT 1 FROM evstore.subscription_checkpoints "
+						  "WHERE subscription = $1 FOR UPDATE", 1, types, values, NULL) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("async projection \"%s\" has no subscription \"projection:%s\"", name, name),
+				 errhint("Drop the projection and create it again.")));
+}
+
+/*
+ * The read model now holds exactly the events up to position (a rebuild
+ * replayed them, under proj_async_lock_checkpoint): the worker goes on
+ * after it.  The subscription's holds go: the rebuild replayed the events
+ * they held back, parked ones included.
+ */
+void
+proj_async_set_checkpoint(const char *name, int64 position)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(psprintf("projection:%s", name));
+	values[1] = Int64GetDatum(position);
+	proj_catalog_exec("UPDATE evstore.subscription_checkpoints SET acked_position = $2, "
+					  "updated_at = pg_catalog.now() WHERE subscription = $1",
+					  2, types, values, NULL);
+	if (nack_installed())
+		proj_catalog_exec("DELETE FROM evstore.subscription_holds WHERE subscription = $1",
+						  1, types, values, NULL);
+}
+
 /* Called by drop_projection for an async projection: drop its subscription. */
 void
 proj_async_detach(const char *name)
