@@ -22,7 +22,9 @@
  *				as the projection's owner by proj_apply_one() -- the code
  *				inline dispatch uses, with its session protections -- and
  *				acknowledged, read-model changes and checkpoint in ONE
- *				transaction.  With nothing to do it sleeps
+ *				transaction.  With nothing to do it sleeps until an
+ *				appending transaction of its database ends (fence.c's
+ *				wake-up of waiting read_all calls), at most
  *				evstore.async_idle_wait.
  *
  * A batch runs in one subtransaction.  When an event fails, the
@@ -78,6 +80,11 @@ static int	async_workers = 2;
 static char *async_databases = NULL;
 static int	async_batch_size = 500;
 static int	async_idle_wait = 100;
+
+/* the worker: evstore_fence_horizon() attached this database's fence entry */
+static bool fence_attached = false;
+/* the worker: it has registered as a fence waiter once (the counter is readable) */
+static bool have_counter = false;
 static int	async_max_attempts = 5;
 static int	async_retry_delay = 1000;
 
@@ -138,7 +145,7 @@ evstore_projections_async_init(void)
 							NULL, &async_batch_size, 500, 1, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("evstore.async_idle_wait",
-							"How long an async projection worker sleeps when no projection had work.",
+							"Longest sleep of an async projection worker when no projection had work; an append ending in its database wakes it sooner.",
 							NULL, &async_idle_wait, 100, 1, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("evstore.async_max_attempts",
@@ -600,6 +607,7 @@ run_batch(const char *name, bool have_nack)
 	}
 	acked = int8_result(1, &isnull);
 	horizon = evstore_fence_horizon();
+	fence_attached = true;
 	/* held-back events due for a retry lie at or below the checkpoint */
 	if (horizon <= acked && have_nack &&
 		run_sql("SELECT 1 FROM evstore.subscription_holds h WHERE h.subscription = $1 "
@@ -769,6 +777,40 @@ run_batch(const char *name, bool have_nack)
 	return did;
 }
 
+/*
+ * The worker's sleep between idle rounds: until an appending transaction of
+ * this database ends (fence.c's counter moves past seen, the wake-up of a
+ * waiting read_all; appenders broadcast only while someone waits) or
+ * evstore.async_idle_wait passes (retries fall due, paused projections are
+ * resumed, settings reload).  Without seen (no round has read the counter
+ * yet) it only registers once, so that the next round can read it, or
+ * sleeps on its latch before the fence entry is attached.
+ */
+static void
+worker_sleep(const uint64 *seen)
+{
+	if (!fence_attached)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 async_idle_wait, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		return;
+	}
+	evstore_fence_wait_begin();
+	PG_TRY();
+	{
+		if (seen)
+			(void) evstore_fence_wait_for_change(*seen, 0,
+												 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																			 async_idle_wait));
+	}
+	PG_FINALLY();
+	{
+		evstore_fence_wait_end();
+	}
+	PG_END_TRY();
+}
+
 /* A database worker: rounds over the async projections of its database. */
 void
 evstore_async_worker_main(Datum arg)
@@ -792,11 +834,13 @@ evstore_async_worker_main(Datum arg)
 	SetConfigOption("evstore.upcast", "on", PGC_SUSET, PGC_S_OVERRIDE);
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "evstore async round",
 									  ALLOCSET_DEFAULT_SIZES);
+	have_counter = false;
 	for (;;)
 	{
 		List	   *names;
 		ListCell   *lc;
 		volatile bool did = false;
+		uint64		seen = 0;
 		volatile bool have_nack;
 		bool		nack;
 
@@ -806,6 +850,9 @@ evstore_async_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* before the round's horizons: an append ending after them moves it */
+		if (have_counter)
+			seen = evstore_fence_wait_counter();
 		MemoryContextReset(round_cxt);
 		MemoryContextSwitchTo(round_cxt);
 		names = list_projections(&nack);
@@ -844,11 +891,10 @@ evstore_async_worker_main(Datum arg)
 		}
 		list_free_deep(names);
 		if (!did)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 async_idle_wait, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+			worker_sleep(have_counter ? &seen : NULL);
+		else if (!have_counter && fence_attached)
+			worker_sleep(NULL);
+		have_counter = fence_attached;
 	}
 }
 

@@ -4,6 +4,7 @@
 # late commits and rollbacks, leave the async read model equal to the same
 # projection run inline: the rebuild moves the projection's checkpoint to
 # what it replayed, so the worker applies no event twice and misses none.
+# And the idle worker wakes when an append ends (not only on its timer).
 use strict;
 use warnings;
 use lib 't';
@@ -108,6 +109,19 @@ cmp_ok($node->safe_psql('postgres', q{SELECT count(*) FROM evstore.events WHERE 
 same_models('after a blue/green rebuild during appends');
 is($node->safe_psql('postgres', "SELECT count(*) FROM evstore.projections WHERE last_error IS NOT NULL"),
 	'0', 'no projection failed');
+
+# --- the idle worker wakes when an append ends, not on its timer: with an
+# idle wait of an hour, an append is still applied
+$node->safe_psql('postgres', q{ALTER SYSTEM SET evstore.async_idle_wait = '1h'; SELECT pg_reload_conf();});
+# one more round of the worker reads the setting (its old sleep was 20ms)
+$node->safe_psql('postgres', q{SELECT pg_sleep(0.5)});
+my $last = $node->safe_psql('postgres',
+	q{SELECT global_position FROM evstore.append_event('acct-wake', 'Deposited', '{"i": 1}')});
+ok($node->poll_query_until('postgres',
+		"SELECT checkpoint >= $last FROM evstore.projections WHERE name = 'async'"),
+	'an append wakes the idle worker');
+$node->safe_psql('postgres', q{SELECT evstore.append_event('acct-wake', 'Deposited', '{"i": 2}')});
+same_models('after appends woke the worker');
 
 $node->stop;
 done_testing();
