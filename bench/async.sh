@@ -21,6 +21,10 @@
 #              (rebuild_projection of the same projection created inline,
 #              which replays the same events through the same code in one
 #              transaction), events/s.
+#   wake-up    WAKE_SAMPLES (30) single appends at random moments: from the
+#              commit to the projection's checkpoint passing the event, ms
+#              (the worker sleeps until an append ends, at most
+#              evstore.async_idle_wait).
 #
 # Output: a human table, and RESULT/RATIO lines for bench/run-all.sh.
 #
@@ -32,6 +36,7 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 source "$here/lib.sh"
 ASYNC_CLIENTS=${ASYNC_CLIENTS:-8}
 BACKLOG=${BACKLOG:-20000}
+WAKE_SAMPLES=${WAKE_SAMPLES:-30}
 bench_start "max_worker_processes = 16
 evstore.async_databases = 'b_async, b_tput'"
 S=$BENCH_DIR
@@ -141,6 +146,22 @@ SQL
     tput_inline+=("$(awk -v n="$total" -v s="$secs" 'BEGIN {printf "%.0f", n / s}')")
 done
 
+# --- wake-up: one append at a time (at random moments, out of step with the
+# worker's idle timer), from its commit to the projection's checkpoint
+# passing it (wait_checkpoint polls every 2 ms)
+wake=()
+for i in $(seq 1 "$WAKE_SAMPLES"); do
+    ms=$(psql_db b_async -At <<SQL
+SELECT pg_sleep(random() * 0.15);
+SELECT evstore.append_event('wake', 'Happened', '{"x": 1}') IS NOT NULL AS ok \gset
+SELECT clock_timestamp() AS t0, max(global_position) AS p FROM evstore.events \gset
+SELECT round(1000 * extract(epoch FROM wait_checkpoint('a', :p) - :'t0'::timestamptz), 1);
+SQL
+)
+    wake+=("$(echo "$ms" | tail -1)")
+done
+m_wake=$(median "${wake[@]}"); x_wake=$(printf '%s\n' "${wake[@]}" | sort -g | tail -1)
+
 m_lag_pos=$(median "${lag_pos[@]}"); x_lag_pos=$(printf '%s\n' "${lag_pos[@]}" | sort -g | tail -1)
 m_lag_sec=$(median "${lag_sec[@]}"); x_lag_sec=$(printf '%s\n' "${lag_sec[@]}" | sort -g | tail -1)
 m_catchup=$(median "${catchup[@]}")
@@ -161,6 +182,9 @@ printf '  lag_positions  median %s, max %s\n' "$m_lag_pos" "$x_lag_pos"
 printf '  lag_seconds    median %s, max %s\n' "$m_lag_sec" "$x_lag_sec"
 printf '  caught up %s s (median) after the appenders stopped\n' "$m_catchup"
 echo
+printf 'wake-up: single appends, commit to checkpoint, median %s ms, max %s ms (%s samples, evstore.async_idle_wait %s)\n' \
+    "$m_wake" "$x_wake" "${#wake[@]}" "$(psql_b -At -c 'SHOW evstore.async_idle_wait')"
+echo
 printf 'throughput on a backlog of %s events: async %s events/s, inline (rebuild) %s events/s, ratio %s\n' \
     "$BACKLOG" "$m_async" "$m_inline" "$(ratio "$m_async" "$m_inline")"
 echo
@@ -173,6 +197,7 @@ for clients in 1 $ASYNC_CLIENTS; do
 done
 echo "RESULT,async,lag-${ASYNC_CLIENTS}c,lag_positions,$m_lag_pos,positions,${lag_pos[*]}"
 echo "RESULT,async,lag-${ASYNC_CLIENTS}c,lag_seconds,$m_lag_sec,s,${lag_sec[*]}"
+echo "RESULT,async,wake-up,commit-to-checkpoint,$m_wake,ms,${wake[*]}"
 echo "RESULT,async,backlog-$BACKLOG,async-worker,$m_async,events/s,${tput_async[*]}"
 echo "RESULT,async,backlog-$BACKLOG,inline-rebuild,$m_inline,events/s,${tput_inline[*]}"
 echo "RATIO,async,backlog-$BACKLOG,async/inline,$(ratio "$m_async" "$m_inline")"

@@ -91,6 +91,28 @@ SELECT cmd, sqlstate_of(cmd) FROM (VALUES
     ($q$SET evstore.async_workers = 4$q$)
 ) AS t(cmd);
 
+-- rebuild_projection of an async projection: it replays history up to the
+-- read_all horizon, in its transaction, and sets the projection's
+-- checkpoint there, so the worker goes on after it (nothing applied twice);
+-- the subscription's holds go, a parked or waiting event included: the
+-- replay applied it
+SELECT global_position FROM evstore.subscription_fetch('projection:counter', 0, 1);
+SELECT evstore.subscription_nack('projection:counter', 0, 1, 'boom', interval '1 hour');
+SELECT stream_id, global_position, state FROM evstore.subscription_held WHERE subscription = 'projection:counter';
+SELECT acked_position FROM evstore.subscriptions WHERE name = 'projection:counter';
+SELECT evstore.rebuild_projection('counter', 0);
+SELECT * FROM counts ORDER BY stream_id;
+SELECT s.acked_position, s.acked_position = evstore.read_all_horizon() AS at_horizon
+  FROM evstore.subscriptions s WHERE s.name = 'projection:counter';
+SELECT count(*) FROM evstore.subscription_held WHERE subscription = 'projection:counter';
+SELECT name, checkpoint, lag_positions FROM evstore.projections WHERE name = 'counter';
+-- the worker's next batch starts after the checkpoint
+SELECT count(*) FROM evstore.subscription_fetch('projection:counter', 0, 10);
+-- the sync projection too
+SELECT evstore.rebuild_projection('orders', 0);
+SELECT * FROM orders ORDER BY order_id;
+SELECT acked_position FROM evstore.subscriptions WHERE name = 'projection:orders';
+
 -- dropping an async projection drops its subscription
 SELECT evstore.drop_projection('counter');
 SELECT evstore.drop_projection('orders');

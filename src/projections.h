@@ -259,6 +259,8 @@ extern Size evstore_projasync_shmem_size(void);
 extern void evstore_projasync_shmem_startup(void);
 extern void proj_async_attach(const char *name);
 extern void proj_async_detach(const char *name);
+extern void proj_async_lock_checkpoint(const char *name);
+extern void proj_async_set_checkpoint(const char *name, int64 position);
 
 /* projections_ddl.c, for projections_rebuild.c */
 extern char *proj_name_arg(FunctionCallInfo fcinfo);

@@ -22,7 +22,9 @@
  *				as the projection's owner by proj_apply_one() -- the code
  *				inline dispatch uses, with its session protections -- and
  *				acknowledged, read-model changes and checkpoint in ONE
- *				transaction.  With nothing to do it sleeps
+ *				transaction.  With nothing to do it sleeps until an
+ *				appending transaction of its database ends (fence.c's
+ *				wake-up of waiting read_all calls), at most
  *				evstore.async_idle_wait.
  *
  * A batch runs in one subtransaction.  When an event fails, the
@@ -78,6 +80,11 @@ static int	async_workers = 2;
 static char *async_databases = NULL;
 static int	async_batch_size = 500;
 static int	async_idle_wait = 100;
+
+/* the worker: evstore_fence_horizon() attached this database's fence entry */
+static bool fence_attached = false;
+/* the worker: it has registered as a fence waiter once (the counter is readable) */
+static bool have_counter = false;
 static int	async_max_attempts = 5;
 static int	async_retry_delay = 1000;
 
@@ -138,7 +145,7 @@ evstore_projections_async_init(void)
 							NULL, &async_batch_size, 500, 1, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("evstore.async_idle_wait",
-							"How long an async projection worker sleeps when no projection had work.",
+							"Longest sleep of an async projection worker when no projection had work; an append ending in its database wakes it sooner.",
 							NULL, &async_idle_wait, 100, 1, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("evstore.async_max_attempts",
@@ -600,6 +607,7 @@ run_batch(const char *name, bool have_nack)
 	}
 	acked = int8_result(1, &isnull);
 	horizon = evstore_fence_horizon();
+	fence_attached = true;
 	/* held-back events due for a retry lie at or below the checkpoint */
 	if (horizon <= acked && have_nack &&
 		run_sql("SELECT 1 FROM evstore.subscription_holds h WHERE h.subscription = $1 "
@@ -769,6 +777,40 @@ run_batch(const char *name, bool have_nack)
 	return did;
 }
 
+/*
+ * The worker's sleep between idle rounds: until an appending transaction of
+ * this database ends (fence.c's counter moves past seen, the wake-up of a
+ * waiting read_all; appenders broadcast only while someone waits) or
+ * evstore.async_idle_wait passes (retries fall due, paused projections are
+ * resumed, settings reload).  Without seen (no round has read the counter
+ * yet) it only registers once, so that the next round can read it, or
+ * sleeps on its latch before the fence entry is attached.
+ */
+static void
+worker_sleep(const uint64 *seen)
+{
+	if (!fence_attached)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 async_idle_wait, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		return;
+	}
+	evstore_fence_wait_begin();
+	PG_TRY();
+	{
+		if (seen)
+			(void) evstore_fence_wait_for_change(*seen, 0,
+												 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																			 async_idle_wait));
+	}
+	PG_FINALLY();
+	{
+		evstore_fence_wait_end();
+	}
+	PG_END_TRY();
+}
+
 /* A database worker: rounds over the async projections of its database. */
 void
 evstore_async_worker_main(Datum arg)
@@ -792,11 +834,13 @@ evstore_async_worker_main(Datum arg)
 	SetConfigOption("evstore.upcast", "on", PGC_SUSET, PGC_S_OVERRIDE);
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "evstore async round",
 									  ALLOCSET_DEFAULT_SIZES);
+	have_counter = false;
 	for (;;)
 	{
 		List	   *names;
 		ListCell   *lc;
 		volatile bool did = false;
+		uint64		seen = 0;
 		volatile bool have_nack;
 		bool		nack;
 
@@ -806,6 +850,9 @@ evstore_async_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* before the round's horizons: an append ending after them moves it */
+		if (have_counter)
+			seen = evstore_fence_wait_counter();
 		MemoryContextReset(round_cxt);
 		MemoryContextSwitchTo(round_cxt);
 		names = list_projections(&nack);
@@ -844,11 +891,10 @@ evstore_async_worker_main(Datum arg)
 		}
 		list_free_deep(names);
 		if (!did)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 async_idle_wait, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+			worker_sleep(have_counter ? &seen : NULL);
+		else if (!have_counter && fence_attached)
+			worker_sleep(NULL);
+		have_counter = fence_attached;
 	}
 }
 
@@ -884,6 +930,49 @@ proj_async_attach(const char *name)
 					  "WHEN c.upsert_types IS NOT NULL THEN c.upsert_types || coalesce(c.delete_types, '{}') END) "
 					  "FROM evstore.projections_catalog c WHERE c.name = $1",
 					  1, types, values, NULL);
+}
+
+/*
+ * For evstore.rebuild_projection() and a blue/green swap of an async
+ * projection: lock its checkpoint row.  The worker locks it for each batch,
+ * so a batch in flight ends first and the next one waits for the rebuild's
+ * transaction; after it, the worker reads the checkpoint the rebuild set.
+ */
+void
+proj_async_lock_checkpoint(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(psprintf("projection:%s", name));
+	if (proj_catalog_exec("SELECT 1 FROM evstore.subscription_checkpoints "
+						  "WHERE subscription = $1 FOR UPDATE", 1, types, values, NULL) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("async projection \"%s\" has no subscription \"projection:%s\"", name, name),
+				 errhint("Drop the projection and create it again.")));
+}
+
+/*
+ * The read model now holds exactly the events up to position (a rebuild
+ * replayed them, under proj_async_lock_checkpoint): the worker goes on
+ * after it.  The subscription's holds go: the rebuild replayed the events
+ * they held back, parked ones included.
+ */
+void
+proj_async_set_checkpoint(const char *name, int64 position)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(psprintf("projection:%s", name));
+	values[1] = Int64GetDatum(position);
+	proj_catalog_exec("UPDATE evstore.subscription_checkpoints SET acked_position = $2, "
+					  "updated_at = pg_catalog.now() WHERE subscription = $1",
+					  2, types, values, NULL);
+	if (nack_installed())
+		proj_catalog_exec("DELETE FROM evstore.subscription_holds WHERE subscription = $1",
+						  1, types, values, NULL);
 }
 
 /* Called by drop_projection for an async projection: drop its subscription. */

@@ -572,7 +572,18 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 	pe->count = 0;
 	pe->maxpos = 0;
 
-	target_pos = evstore_sequence_last_value(cat->position_seq);
+	/*
+	 * An async projection replays up to the read_all horizon, taken with
+	 * its worker held off, and its checkpoint goes there: the worker goes
+	 * on after what the replay applied, nothing twice, nothing missed.
+	 */
+	if (p->is_async)
+	{
+		proj_async_lock_checkpoint(name);
+		target_pos = evstore_fence_horizon();
+	}
+	else
+		target_pos = evstore_sequence_last_value(cat->position_seq);
 	ps = proj_rebuild_progress_start(name, target_pos);
 
 	events = table_open(cat->events_rel, AccessShareLock);
@@ -598,10 +609,12 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 			TupleTableSlot *ev;
 
 			CHECK_FOR_INTERRUPTS();
+			pos = DatumGetInt64(slot_getattr(slot, Anum_events_global_position, &isnull));
+			if (p->is_async && pos > target_pos)
+				break;
 			ev = up ? evstore_upcaster_slot(up, slot) : slot;
 			ecat = DatumGetTextPP(slot_getattr(ev, Anum_events_category, &isnull));
 			etype = DatumGetTextPP(slot_getattr(ev, Anum_events_event_type, &isnull));
-			pos = DatumGetInt64(slot_getattr(ev, Anum_events_global_position, &isnull));
 			if (proj_matches(p, VARDATA_ANY(ecat), VARSIZE_ANY_EXHDR(ecat),
 							 VARDATA_ANY(etype), VARSIZE_ANY_EXHDR(etype)))
 			{
@@ -635,6 +648,8 @@ evstore_rebuild_projection(PG_FUNCTION_ARGS)
 	UnregisterSnapshot(snap);
 	index_close(idx, AccessShareLock);
 	table_close(events, AccessShareLock);
+	if (p->is_async)
+		proj_async_set_checkpoint(name, target_pos);
 	if (notice_every > 0)
 		ereport(NOTICE,
 				(errmsg("projection \"%s\" rebuilt: replayed %lld events", name,

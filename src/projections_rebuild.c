@@ -303,6 +303,7 @@ run_batch(RebuildJob *job, bool final, MemoryContext batch_cxt)
 	volatile int64 applied = 0;
 	volatile bool caught_up = true;
 	int64	   *before;
+	bool		is_async;
 	Oid			types[4] = {INT8OID, INT8OID, INT8OID, INT8OID};
 	Datum		values[4];
 
@@ -338,6 +339,10 @@ run_batch(RebuildJob *job, bool final, MemoryContext batch_cxt)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("projection \"%s\" was dropped during its rebuild", job->name),
 				 errhint("Drop the copies with evstore.cancel_rebuild().")));
+	/* an async projection's worker waits too; its batch in flight ends first */
+	is_async = p->is_async;
+	if (final && is_async)
+		proj_async_lock_checkpoint(job->name);
 	before = palloc(sizeof(int64) * job->nmodels);
 	for (int i = 0; i < job->nmodels; i++)
 		before[i] = xact_writes(job->live[i]);
@@ -426,7 +431,12 @@ run_batch(RebuildJob *job, bool final, MemoryContext batch_cxt)
 	/* the live projection's statistics are not the rebuild's */
 	proj_pending_discard();
 	if (final)
+	{
+		/* the worker goes on exactly after what the copies contain */
+		if (is_async)
+			proj_async_set_checkpoint(job->name, last);
 		job_exec("SELECT evstore._rebuild_swap($1)", job->id);
+	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
