@@ -1586,74 +1586,8 @@ $fn$;
 COMMENT ON FUNCTION evstore.drop_subscription(text, boolean) IS
     'Drop a durable subscription and its checkpoints';
 
-CREATE OR REPLACE FUNCTION evstore.subscription_fetch(
-    name text,
-    member integer DEFAULT 0,
-    max_count integer DEFAULT 100,
-    consumer text DEFAULT NULL)
-RETURNS SETOF evstore.events
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER ROWS 100
-    SET search_path = pg_catalog, pg_temp
-    AS $fn$
-DECLARE
-    r evstore.subscription_checkpoints;
-BEGIN
-    IF $3 IS NULL OR $3 <= 0 THEN
-        RAISE EXCEPTION 'max_count must be > 0, not %', coalesce($3::text, 'null')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF $4 = '' THEN
-        RAISE EXCEPTION 'consumer must not be empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF pg_catalog.octet_length($4) > 1024 THEN
-        RAISE EXCEPTION 'consumer is too long'
-            USING ERRCODE = 'program_limit_exceeded',
-                  DETAIL = format('It is %s bytes long; the limit is 1024 bytes.', pg_catalog.octet_length($4));
-    END IF;
-    -- fast path: our own lease has more than half of its time left, so no
-    -- other consumer can take the member; read without locking or writing
-    IF $4 IS NOT NULL THEN
-        SELECT * INTO r FROM evstore.subscription_checkpoints c
-            WHERE c.subscription = $1 AND c.member = $2;
-        IF FOUND AND r.consumer = $4
-           AND r.lease_until - r.lease_timeout / 2 > pg_catalog.clock_timestamp() THEN
-            IF EXISTS (SELECT FROM evstore.subscription_holds h
-                       WHERE h.subscription = $1 AND h.member = $2) THEN
-                RETURN QUERY SELECT * FROM evstore._subscription_fetch_held(r, $3);
-                RETURN;
-            END IF;
-            RETURN QUERY SELECT * FROM evstore.read_all(r.acked_position, $3, r.categories,
-                r.event_types,
-                CASE WHEN r.group_size > 1 THEN r.member END,
-                CASE WHEN r.group_size > 1 THEN r.group_size END);
-            RETURN;
-        END IF;
-    END IF;
-    r := evstore._subscription_member($1, $2);
-    -- another consumer holds this member's lease: nothing for us
-    IF r.consumer IS NOT NULL AND r.lease_until > pg_catalog.clock_timestamp()
-       AND r.consumer IS DISTINCT FROM $4 THEN
-        RETURN;
-    END IF;
-    IF $4 IS NOT NULL THEN
-        UPDATE evstore.subscription_checkpoints c
-            SET consumer = $4, lease_until = pg_catalog.clock_timestamp() + r.lease_timeout
-            WHERE c.subscription = $1 AND c.member = $2;
-    END IF;
-    -- failure handling: streams held back behind a failed event (docs/subscriptions.md)
-    IF EXISTS (SELECT FROM evstore.subscription_holds h
-               WHERE h.subscription = $1 AND h.member = $2) THEN
-        RETURN QUERY SELECT * FROM evstore._subscription_fetch_held(r, $3);
-        RETURN;
-    END IF;
-    RETURN QUERY SELECT * FROM evstore.read_all(r.acked_position, $3, r.categories, r.event_types,
-        CASE WHEN r.group_size > 1 THEN r.member END,
-        CASE WHEN r.group_size > 1 THEN r.group_size END);
-END
-$fn$;
-COMMENT ON FUNCTION evstore.subscription_fetch(text, integer, integer, text) IS
-    'Next events of a subscription member after its acknowledged position (never skips; at-least-once); takes or renews the member''s lease for a named consumer';
+-- subscription_fetch with the hold-back branches: created once, with its
+-- timeout, in the section "waiting reads" below.
 
 CREATE OR REPLACE FUNCTION evstore.subscription_ack(
     name text,
